@@ -1,0 +1,28 @@
+# The README's commands. Every target first makes sure .venv is set up (scripts/setup.sh is a no-op when
+# it is up to date), then runs with .venv/bin first on PATH so Snakemake rules find `caig`.
+SHELL := /bin/bash
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
+# DeepSpeed JIT-compiles a C++ op on first use (~35 s on 2 cores); keep the build between runs.
+export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/torch_extensions
+CORES ?= 2
+
+.PHONY: setup demo test tables report lint
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup  ## the tiny `all`: every stage on the tiny preset, on this machine's cores
+	snakemake --cores $(CORES) all
+
+test: setup  ## unit, integration (tiny DAG) and cluster (local Slurm) tests
+	pytest
+
+tables: setup  ## rebuild the tables and figures from finished runs
+	snakemake --cores $(CORES) tables
+
+report: setup  ## HTML report of a finished run
+	snakemake --report report.html
+
+lint: setup
+	snakemake --lint
+	snakefmt --check workflow

@@ -1,0 +1,71 @@
+"""``caig <command> [options] [hydra.overrides ...]``: the one entry point Snakemake rules call.
+
+Each command lives in the module that implements its stage, which defines ``configure(parser)`` (its
+options) and ``run(args, cfg)``. Modules are imported only when their command runs, so ``caig --help``
+stays fast. Options may also contribute Hydra overrides through an optional ``overrides(args)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import shlex
+import sys
+from collections.abc import Sequence
+
+from caig.config import compose
+from caig.errors import CaigError
+from caig.logs import get_logger
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "sim": ("caig.sim.cli", "generate the synthetic click world (catalog, creatives, click log)"),
+    "import": ("caig.data.importers", "convert an Alibaba CreativeRanking or CG4CTR dataset to the native schema"),
+    "ingest": ("caig.data.ingest", "validate a catalog and click log; quarantine bad rows"),
+    "pairs": ("caig.data.pairs", "build reward-model pairs (train/test) from a click log"),
+    "data-report": ("caig.data.report", "summarise the data stage (Markdown + figure)"),
+    "init-model": ("caig.models.init", "write the base LLaVA-NeXT model (tiny: random init + local tokenizer)"),
+    "preference-products": ("caig.preference.products", "choose the preference stage's training and held-out products"),
+    "sample": ("caig.generate.sampling", "sample two background descriptions per product from the prompt model"),
+    "render": ("caig.preference.render", "render sampled descriptions into ad images (world or diffusion back end)"),
+    "judge": ("caig.generate.judge", "let the frozen reward model pick y+ / y- per product: the preference set"),
+    "preference-train": ("caig.preference.train", "one DPO/PCPO epoch (LoRA, merged at the end)"),
+    "evaluate-match": ("caig.evaluate.match", "match rate, oracle CTR and RM win rate of a prompt model"),
+    "preference-report": ("caig.report.preference", "match-rate table, figure and contact sheet of the methods"),
+    "launch": ("caig.launch.cli", "run a caig command as one rank per GPU (torchrun / srun), or one on CPU"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="caig", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="command", required=True)
+    for name, (_, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in COMMANDS:
+        build_parser().parse_args(argv)  # prints usage / unknown-command error and exits
+    name, rest = argv[0], argv[1:]
+    module = importlib.import_module(COMMANDS[name][0])
+    if name == "launch":  # forwards a whole command line (after --) untouched, and composes no config
+        return module.main(rest)
+    parser = argparse.ArgumentParser(prog=f"caig {name}", description=COMMANDS[name][1])
+    module.configure(parser)
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. preset=paper data.pairs.seed=1")
+    args = parser.parse_intermixed_args(rest)
+    log = get_logger(name)
+    try:
+        overrides = [*getattr(module, "overrides", lambda a: [])(args), *args.overrides]
+        log.info("caig %s %s", name, shlex.join(rest))
+        cfg = compose(overrides)
+        module.run(args, cfg)
+    except CaigError as err:
+        print(f"caig {name}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""Shared test helpers: repository paths and a scratch Snakemake working directory."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_FIXTURES = REPO.parent / "shared" / "fixtures"
+BIN = Path(sys.executable).parent
+
+
+def snakemake_workdir(root: Path) -> Path:
+    """A working directory that sees the repository's workflow, config and profiles but writes its own results."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name in ("workflow", "config", "profiles"):
+        link = root / name
+        if not link.exists():
+            link.symlink_to(REPO / name)
+    return root
+
+
+def run_snakemake(workdir: Path, *args: str, timeout: float = 1200) -> subprocess.CompletedProcess[str]:
+    """Run snakemake in ``workdir`` with the venv's tools first on PATH; never hangs past ``timeout``."""
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return subprocess.run(
+        [str(BIN / "snakemake"), *args],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="session")
+def caig_tiny_fixture() -> Path:
+    """The real CAIG product inputs in ../shared/fixtures/caig_tiny; skips when ../shared is absent."""
+    path = SHARED_FIXTURES / "caig_tiny"
+    if not (path / "tiny_dataset" / "tiny.json").is_file():
+        pytest.skip(f"real CAIG fixture not found at {path} (../shared is absent)")
+    return path

@@ -1,0 +1,63 @@
+"""The tiny preset's DAG end to end through Snakemake with the default profile, as `make demo` runs it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from tests.conftest import run_snakemake, snakemake_workdir
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    workdir = snakemake_workdir(tmp_path_factory.mktemp("tiny"))
+    result = run_snakemake(workdir, "--cores", "2", "all")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+    return workdir / "results" / "tiny"
+
+
+def test_ingest_accounts_for_every_row(tiny_run):
+    report = json.loads((tiny_run / "data" / "ingest_report.json").read_text())
+    log_rows = pl.scan_parquet(tiny_run / "world" / "log.parquet").select(pl.len()).collect().item()
+    kept = pl.scan_parquet(tiny_run / "data" / "log.parquet").select(pl.len()).collect().item()
+    quarantined = pl.read_parquet(tiny_run / "data" / "quarantine.parquet").height
+    assert kept + quarantined >= log_rows
+    assert kept > 0.95 * log_rows, report
+
+
+def test_pairs_are_disjoint_by_product_and_follow_the_rule(tiny_run):
+    train = pl.read_parquet(tiny_run / "pairs" / "train.parquet")
+    test = pl.read_parquet(tiny_run / "pairs" / "test.parquet")
+    assert train.height > 100 and test.height > 10
+    assert set(train["product_id"]).isdisjoint(set(test["product_id"]))
+    for frame, min_impressions, min_diff in ((train, 50, 0.01), (test, 1000, 0.05)):
+        assert frame["left_impressions"].min() >= min_impressions
+        assert frame["right_impressions"].min() >= min_impressions
+        hi = pl.max_horizontal("left_ctr", "right_ctr")
+        lo = pl.min_horizontal("left_ctr", "right_ctr")
+        assert frame.select(((hi - lo) / lo >= min_diff - 1e-12).all()).item()
+
+
+def test_data_report_written(tiny_run):
+    text = (tiny_run / "reports" / "data.md").read_text()
+    assert "quarantin" in text.lower() and "train" in text
+    assert (tiny_run / "reports" / "ctr_diff.png").stat().st_size > 1000
+
+
+def test_second_run_has_nothing_to_do(tiny_run):
+    result = run_snakemake(tiny_run.parents[1], "--cores", "2", "-n", "all")
+    assert result.returncode == 0
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_bad_config_key_fails_before_any_job(tmp_path):
+    workdir = snakemake_workdir(tmp_path)
+    result = run_snakemake(workdir, "-n", "--config", "presett=tiny", timeout=120)
+    assert result.returncode != 0
+    assert "presett" in result.stdout + result.stderr
+    assert not (workdir / "results").exists()
