@@ -31,6 +31,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "preference-train": ("caig.preference.train", "one DPO/PCPO epoch (LoRA, merged at the end)"),
     "evaluate-match": ("caig.evaluate.match", "match rate, oracle CTR and RM win rate of a prompt model"),
     "preference-report": ("caig.report.preference", "match-rate table, figure and contact sheet of the methods"),
+    "online": ("caig.evaluate.online", "simulated online A/B: each method's ads served by a bandit, CTR lift vs control"),
+    "online-report": ("caig.report.online", "online CTR-lift table by category (paper values beside ours)"),
+    "pretrain-data": ("caig.pretrain.build", "build the e-commerce pre-training records (three task families)"),
+    "pretrain": ("caig.pretrain.train", "e-commerce knowledge pre-training of LLaVA-NeXT (HF Trainer + DeepSpeed)"),
+    "reward-train": ("caig.reward.train", "train one reward-model variant (HF Trainer + DeepSpeed)"),
+    "reward-eval": ("caig.reward.eval", "pair accuracy of a reward-model variant or baseline, with a bootstrap CI"),
+    "bench-summary": ("caig.report.benchmarks", "gather the run's per-rule benchmark records into one table"),
+    "baseline-train": ("caig.reward.baselines", "train a VAM- or CG4CTR-style baseline ranker on the RM pairs"),
+    "pair-ceiling": ("caig.evaluate.pairs", "Bayes ceiling of the RM test pairs and models judged by the true order (synthetic world)"),
     "launch": ("caig.launch.cli", "run a caig command as one rank per GPU (torchrun / srun), or one on CPU"),
 }
 

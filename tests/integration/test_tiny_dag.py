@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import polars as pl
 import pytest
@@ -11,14 +10,6 @@ import pytest
 from tests.conftest import run_snakemake, snakemake_workdir
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> Path:
-    workdir = snakemake_workdir(tmp_path_factory.mktemp("tiny"))
-    result = run_snakemake(workdir, "--cores", "2", "all")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
-    return workdir / "results" / "tiny"
 
 
 def test_ingest_accounts_for_every_row(tiny_run):

@@ -59,7 +59,12 @@ def import_args():
 
 
 def all_targets():
-    return [*table_targets(), rules.pairs.output.train, rules.pairs.output.test]
+    return [
+        *table_targets(),
+        rules.pairs.output.train,
+        rules.pairs.output.test,
+        rules.benchmark_summary.output.markdown,
+    ]
 
 
 def table_targets():

@@ -1,0 +1,728 @@
+"""Simulated online A/B test: each method's generated ads served by a multi-armed bandit to simulated traffic.
+
+The paper's online test showed two generated images per product, chosen by a multi-armed bandit, for a week,
+and reported the CTR lift over the pre-trained prompt model. On the synthetic world (docs/online-ab.md):
+
+- every method is a bucket of an A/B test; the control bucket serves the epoch-0 prompt model's ads;
+- within a bucket each held-out product has its own bandit over that bucket's ads for the product
+  (``online.ads_per_product``); each bucket gets ``online.impressions_per_product`` impressions per product;
+- an impression of an ad is clicked with the oracle's true CTR of the ad, parsed from its description;
+- the bandit (Thompson sampling on Beta posteriors; or epsilon-greedy, or uniform) updates its posteriors
+  ``online.rounds`` times over the budget, as a production bandit updating on a schedule;
+- lift = CTR(bucket) / CTR(control) - 1, overall and per category, with a 95% interval (``online.interval``): a
+  paired bootstrap over products (default; it carries both the products' spread and the click noise) or the
+  delta method on the log CTR ratio (click noise only, the ads held fixed);
+- impressions to separate: the bandit is rerun at budgets halving down from the main one; the figure is the
+  smallest budget from which on (every larger budget included) the lift's interval excludes 0. A question of
+  traffic, so by default (``online.separation_interval``) with the delta interval, which narrows as traffic
+  grows; a product bootstrap interval stops narrowing at the products' spread.
+
+``caig online --control DIR --ads METHOD=DIR ... --catalog FILE --out DIR`` writes ``DIR/metrics.json`` and
+``DIR/served.parquet`` (impressions and clicks per bucket, product and ad at the main budget).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+from omegaconf import DictConfig
+
+from caig.errors import ConfigError, InputError
+from caig.io import atomic_path, write_json, write_parquet
+from caig.logs import get_logger
+
+log = get_logger("online")
+
+POLICIES: tuple[str, ...] = ("thompson", "epsilon_greedy", "uniform")
+INTERVALS: tuple[str, ...] = ("bootstrap", "delta")
+#: Seed stream of the online simulation (other stages use their own streams of the run seed).
+ONLINE_STREAM = 2_000_000
+CONTROL = "control"
+ALL = "all"
+ADS_FILE = "ads.parquet"
+_ADS_ARG = re.compile(r"^(?P<name>[a-z][a-z0-9_]*)=(?P<path>.+)$")
+
+
+# ---------------------------------------------------------------------------------------------- bandits
+@dataclass(frozen=True)
+class Served:
+    """Impressions and clicks per product (rows) and ad (columns) of one bucket."""
+
+    impressions: np.ndarray
+    clicks: np.ndarray
+
+
+def round_sizes(impressions: int, rounds: int) -> np.ndarray:
+    """Split a budget into ``rounds`` batches as equal as possible (earlier batches take the remainder)."""
+    if impressions < 0 or rounds < 1:
+        raise ValueError(f"need impressions >= 0 and rounds >= 1, got {impressions} and {rounds}")
+    base, extra = divmod(impressions, rounds)
+    return np.array([base + (i < extra) for i in range(rounds)], dtype=np.int64)
+
+
+def _as_arms(arms_ctr: np.ndarray) -> np.ndarray:
+    """(products, arms) float array of CTRs in [0, 1]; a 1-D array is one product."""
+    ctr = np.atleast_2d(np.asarray(arms_ctr, dtype=np.float64))
+    if ctr.ndim != 2 or ctr.shape[1] < 1:
+        raise ValueError(f"arms_ctr must have shape (arms,) or (products, arms), got {np.shape(arms_ctr)}")
+    if np.isnan(ctr).any() or (ctr < 0).any() or (ctr > 1).any():
+        raise ValueError("arm CTRs must lie in [0, 1]")
+    return ctr
+
+
+def _finish(shape_1d: bool, shown: np.ndarray, clicks: np.ndarray) -> Served:
+    return Served(shown[0], clicks[0]) if shape_1d else Served(shown, clicks)
+
+
+def thompson_sampling(
+    arms_ctr: np.ndarray,
+    impressions: int,
+    rng: np.random.Generator,
+    *,
+    rounds: int = 1,
+    prior: tuple[float, float] = (1.0, 1.0),
+) -> Served:
+    """Serve ``impressions`` per product by Thompson sampling on Beta(clicks + a, non-clicks + b) posteriors.
+
+    Each impression draws one CTR per arm from the posteriors and goes to the largest draw. Posteriors are
+    updated after each of ``rounds`` batches (delayed feedback, as a production bandit); ``rounds`` equal to
+    ``impressions`` is the textbook one-at-a-time bandit. ``arms_ctr`` is (arms,) or (products, arms).
+    """
+    one = np.ndim(arms_ctr) == 1
+    ctr = _as_arms(arms_ctr)
+    a0, b0 = (float(v) for v in prior)
+    if a0 <= 0 or b0 <= 0:
+        raise ValueError(f"Beta prior parameters must be > 0, got {prior}")
+    products, arms = ctr.shape
+    shown = np.zeros((products, arms), dtype=np.int64)
+    clicks = np.zeros((products, arms), dtype=np.int64)
+    for size in round_sizes(int(impressions), int(rounds)):
+        if size == 0:
+            continue
+        alpha = (a0 + clicks)[:, None, :]
+        beta = (b0 + shown - clicks)[:, None, :]
+        draws = rng.beta(alpha, beta, size=(products, int(size), arms))
+        chosen = draws.argmax(axis=2)
+        batch = np.stack([(chosen == k).sum(axis=1) for k in range(arms)], axis=1)
+        clicks += rng.binomial(batch, ctr)
+        shown += batch
+    return _finish(one, shown, clicks)
+
+
+def epsilon_greedy(
+    arms_ctr: np.ndarray,
+    impressions: int,
+    rng: np.random.Generator,
+    *,
+    rounds: int = 1,
+    epsilon: float = 0.1,
+    prior: tuple[float, float] = (1.0, 1.0),
+) -> Served:
+    """Serve by epsilon-greedy: ``epsilon`` of each batch uniformly, the rest to the best posterior mean.
+
+    Ties between posterior means are broken at random; the first batch (no data yet) is therefore uniform
+    in expectation.
+    """
+    one = np.ndim(arms_ctr) == 1
+    ctr = _as_arms(arms_ctr)
+    if not 0 <= epsilon <= 1:
+        raise ValueError(f"epsilon must lie in [0, 1], got {epsilon}")
+    a0, b0 = (float(v) for v in prior)
+    products, arms = ctr.shape
+    shown = np.zeros((products, arms), dtype=np.int64)
+    clicks = np.zeros((products, arms), dtype=np.int64)
+    for size in round_sizes(int(impressions), int(rounds)):
+        if size == 0:
+            continue
+        mean = (a0 + clicks) / (a0 + b0 + shown)
+        best = mean == mean.max(axis=1, keepdims=True)
+        greedy = (best * (1 + rng.random(best.shape))).argmax(axis=1)  # a random one of the tied best
+        p = np.full((products, arms), epsilon / arms)
+        p[np.arange(products), greedy] += 1 - epsilon
+        batch = rng.multinomial(int(size), p)
+        clicks += rng.binomial(batch, ctr)
+        shown += batch
+    return _finish(one, shown, clicks)
+
+
+def uniform_allocation(arms_ctr: np.ndarray, impressions: int, rng: np.random.Generator) -> Served:
+    """Serve every impression to an arm drawn uniformly: the no-bandit reference."""
+    one = np.ndim(arms_ctr) == 1
+    ctr = _as_arms(arms_ctr)
+    products, arms = ctr.shape
+    shown = rng.multinomial(int(impressions), np.full((products, arms), 1 / arms))
+    return _finish(one, shown, rng.binomial(shown, ctr))
+
+
+# ---------------------------------------------------------------------------------------------- lift
+@dataclass(frozen=True)
+class Lift:
+    """Relative CTR difference of a treatment over a control (fractions, not %) with its interval."""
+
+    lift: float
+    low: float
+    high: float
+    treatment_ctr: float
+    control_ctr: float
+
+    @property
+    def separated(self) -> bool:
+        """The interval excludes 0."""
+        return bool(self.low > 0 or self.high < 0)
+
+
+def lift_with_interval(
+    treatment_clicks: np.ndarray,
+    treatment_impressions: np.ndarray,
+    control_clicks: np.ndarray,
+    control_impressions: np.ndarray,
+    *,
+    interval: str = "bootstrap",
+    level: float = 0.95,
+    resamples: int = 2000,
+    rng: np.random.Generator | None = None,
+) -> Lift:
+    """Lift = CTR_t / CTR_c - 1 from per-product clicks and impressions of two buckets over the same products.
+
+    ``bootstrap``: percentile interval of the paired bootstrap over products (the same resampled products in
+    both buckets), which carries the products' spread and the click noise; ``rng`` is required.
+    ``delta``: normal interval on log(CTR_t / CTR_c) with Var = (1-p_t)/(n_t p_t) + (1-p_c)/(n_c p_c),
+    impressions taken as independent trials (click noise only). NaN when a bucket has no clicks.
+    """
+    arrays = [
+        np.asarray(a, dtype=np.float64).ravel()
+        for a in (treatment_clicks, treatment_impressions, control_clicks, control_impressions)
+    ]
+    if len({a.size for a in arrays}) != 1 or arrays[0].size == 0:
+        raise ValueError("clicks and impressions must be non-empty per-product arrays of one length")
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie in (0, 1), got {level}")
+    ct, nt, cc, nc = arrays
+    p_t, p_c = ct.sum() / nt.sum(), cc.sum() / nc.sum()
+    if p_t == 0 or p_c == 0:
+        return Lift(float("nan"), float("nan"), float("nan"), float(p_t), float(p_c))
+    point = p_t / p_c - 1
+    tail = (1 - level) / 2
+    if interval == "delta":
+        from statistics import NormalDist
+
+        z = NormalDist().inv_cdf(1 - tail)
+        se = np.sqrt((1 - p_t) / (nt.sum() * p_t) + (1 - p_c) / (nc.sum() * p_c))
+        low, high = np.exp(np.log(p_t / p_c) + np.array([-z, z]) * se) - 1
+    elif interval == "bootstrap":
+        if rng is None:
+            raise ValueError("the bootstrap interval needs an rng")
+        idx = rng.integers(0, ct.size, size=(int(resamples), ct.size))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            boot = (ct[idx].sum(1) / nt[idx].sum(1)) / (cc[idx].sum(1) / nc[idx].sum(1)) - 1
+        boot = boot[np.isfinite(boot)]
+        low, high = np.quantile(boot, [tail, 1 - tail]) if boot.size else (float("nan"), float("nan"))
+    else:
+        raise ValueError(f"unknown interval {interval!r} (expected one of {', '.join(INTERVALS)})")
+    return Lift(float(point), float(low), float(high), float(p_t), float(p_c))
+
+
+def impressions_to_separate(budgets: Sequence[int], lifts: Sequence[Lift]) -> int | None:
+    """The smallest budget from which on every larger budget's interval excludes 0 (None: the largest fails).
+
+    ``budgets`` ascend; ``lifts[i]`` was measured at ``budgets[i]``. Requiring every larger budget too keeps a
+    lucky small run from counting as a separation.
+    """
+    if len(budgets) != len(lifts) or not budgets:
+        raise ValueError("need one lift per budget, and at least one budget")
+    if list(budgets) != sorted(budgets):
+        raise ValueError(f"budgets must ascend, got {list(budgets)}")
+    found = None
+    for budget, lift in zip(reversed(budgets), reversed(lifts)):
+        if not lift.separated:
+            break
+        found = int(budget)
+    return found
+
+
+# ---------------------------------------------------------------------------------------------- settings
+@dataclass(frozen=True)
+class OnlineSettings:
+    """The ``online`` config node, checked."""
+
+    policy: str
+    epsilon: float
+    prior: tuple[float, float]
+    ads_per_product: int
+    impressions_per_product: int
+    rounds: int
+    interval: str
+    level: float
+    resamples: int
+    separation_steps: int
+    separation_interval: str
+
+    @classmethod
+    def from_config(cls, node: Mapping[str, Any]) -> OnlineSettings:
+        """Read and check ``cfg.online``; a ConfigError names the key."""
+        keys = (
+            "policy",
+            "epsilon",
+            "prior",
+            "ads_per_product",
+            "impressions_per_product",
+            "rounds",
+            "interval",
+            "level",
+            "resamples",
+            "separation_steps",
+            "separation_interval",
+        )
+        missing = [k for k in keys if k not in node or node[k] is None]
+        if missing:
+            raise ConfigError(f"config keys missing under online: {', '.join(missing)}")
+        settings = cls(
+            policy=str(node["policy"]),
+            epsilon=float(node["epsilon"]),
+            prior=tuple(float(v) for v in node["prior"]),
+            ads_per_product=int(node["ads_per_product"]),
+            impressions_per_product=int(node["impressions_per_product"]),
+            rounds=int(node["rounds"]),
+            interval=str(node["interval"]),
+            level=float(node["level"]),
+            resamples=int(node["resamples"]),
+            separation_steps=int(node["separation_steps"]),
+            separation_interval=str(node["separation_interval"]),
+        )
+        checks = {
+            "policy": (settings.policy in POLICIES, f"one of {', '.join(POLICIES)}"),
+            "epsilon": (0 <= settings.epsilon <= 1, "a number in [0, 1]"),
+            "prior": (len(settings.prior) == 2 and min(settings.prior) > 0, "[a, b] with a, b > 0"),
+            "ads_per_product": (settings.ads_per_product >= 1, "an integer >= 1"),
+            "impressions_per_product": (settings.impressions_per_product >= 1, "an integer >= 1"),
+            "rounds": (settings.rounds >= 1, "an integer >= 1"),
+            "interval": (settings.interval in INTERVALS, f"one of {', '.join(INTERVALS)}"),
+            "level": (0 < settings.level < 1, "a number in (0, 1)"),
+            "resamples": (settings.resamples >= 100, "an integer >= 100"),
+            "separation_steps": (settings.separation_steps >= 1, "an integer >= 1"),
+            "separation_interval": (settings.separation_interval in INTERVALS, f"one of {', '.join(INTERVALS)}"),
+        }
+        for key, (ok, expected) in checks.items():
+            if not ok:
+                raise ConfigError(f"online.{key} = {node[key]!r} is not valid (expected {expected})")
+        return settings
+
+    def budgets(self) -> list[int]:
+        """Impressions per product of the separation ladder: the main budget halved ``separation_steps - 1``
+        times, ascending (budgets below 1 are left out)."""
+        ladder = {self.impressions_per_product // 2**k for k in range(self.separation_steps)}
+        return sorted(b for b in ladder if b >= 1)
+
+    def serve(self, arms_ctr: np.ndarray, impressions: int, rng: np.random.Generator) -> Served:
+        """One bucket's traffic under the configured policy."""
+        if self.policy == "thompson":
+            return thompson_sampling(arms_ctr, impressions, rng, rounds=self.rounds, prior=self.prior)
+        if self.policy == "epsilon_greedy":
+            return epsilon_greedy(
+                arms_ctr, impressions, rng, rounds=self.rounds, epsilon=self.epsilon, prior=self.prior
+            )
+        return uniform_allocation(arms_ctr, impressions, rng)
+
+    def describe_interval(self, interval: str) -> str:
+        """How an interval kind is computed, in words (recorded in the metrics)."""
+        if interval == "bootstrap":
+            return (
+                f"{self.level:.0%} percentile interval of a paired bootstrap over products "
+                f"({self.resamples} resamples)"
+            )
+        return (
+            f"{self.level:.0%} delta-method interval on the log CTR ratio (impressions as independent trials)"
+        )
+
+
+# ---------------------------------------------------------------------------------------------- buckets
+@dataclass(frozen=True)
+class Bucket:
+    """One arm of the A/B test: per held-out product (rows, in the control's order) its ads (columns)."""
+
+    name: str
+    source: Path
+    ctr: np.ndarray
+    match: np.ndarray
+    descriptions: list[list[str]]
+
+
+def ads_table_path(path: Path) -> Path:
+    """An evaluation folder (its ads.parquet) or an ads table file itself."""
+    return path / ADS_FILE if path.is_dir() else path
+
+
+def read_ads(path: str | Path) -> pl.DataFrame:
+    """The generated ads of one method: product_id, candidate, description (Parquet or CSV).
+
+    This is the ``ads.parquet`` of ``caig evaluate-match`` (other columns are ignored); a hand-made table
+    needs only these three columns. Rows in errors are 1-based data rows (a CSV header is not counted).
+    """
+    file = ads_table_path(Path(path))
+    if not file.is_file():
+        raise InputError(
+            "generated ads not found",
+            file=file,
+            expected="an evaluation folder of caig evaluate-match or an ads table (.parquet/.csv)",
+        )
+    try:
+        table = pl.read_csv(file) if file.suffix.lower() == ".csv" else pl.read_parquet(file)
+    except (OSError, pl.exceptions.PolarsError) as err:
+        raise InputError(f"cannot read the ads table ({err})", file=file) from err
+    for column in ("product_id", "candidate", "description"):
+        if column not in table.columns:
+            raise InputError(
+                "missing column", file=file, column=column, expected="product_id, candidate, description"
+            )
+    table = table.select(
+        pl.col("product_id").cast(pl.String),
+        pl.col("candidate").cast(pl.Int64),
+        pl.col("description").cast(pl.String),
+    )
+    for column in table.columns:
+        nulls = table.get_column(column).is_null()
+        if nulls.any():
+            raise InputError("empty value", file=file, row=int(nulls.arg_max()) + 1, column=column)
+    duplicated = ~table.select(pl.struct("product_id", "candidate").is_first_distinct()).to_series()
+    if duplicated.any():
+        raise InputError(
+            "the same (product_id, candidate) appears twice",
+            file=file,
+            row=int(duplicated.arg_max()) + 1,
+            expected="one row per product and candidate",
+        )
+    return table
+
+
+def ads_by_product(
+    table: pl.DataFrame, product_ids: Sequence[str], per_product: int, file: Path
+) -> list[list[str]]:
+    """The first ``per_product`` descriptions (by candidate) of each product, in ``product_ids`` order."""
+    grouped: dict[str, list[str]] = {}
+    for row in table.sort("product_id", "candidate").iter_rows(named=True):
+        grouped.setdefault(row["product_id"], []).append(row["description"])
+    extra = sorted(set(grouped) - set(product_ids))
+    if extra:
+        raise InputError(
+            f"ads for products the control does not show, e.g. {extra[:3]}",
+            file=file,
+            column="product_id",
+            expected="the same held-out products in every bucket",
+        )
+    out = []
+    for product_id in product_ids:
+        ads = grouped.get(product_id, [])
+        if len(ads) < per_product:
+            raise InputError(
+                f"product {product_id!r} has {len(ads)} ad(s); online.ads_per_product={per_product} needs more "
+                "(evaluate with preference.evaluate.samples_per_product >= online.ads_per_product)",
+                file=file,
+                column="product_id",
+            )
+        out.append(ads[:per_product])
+    return out
+
+
+def load_buckets(
+    sources: Mapping[str, Path], catalog: pl.DataFrame, sim: Any, per_product: int
+) -> tuple[list[str], list[str], list[Bucket]]:
+    """(product ids, categories, buckets) with each ad's oracle CTR and match; the first source: the control.
+
+    The control's products define the held-out set; every other bucket must show the same products.
+    """
+    from caig.evaluate.match import oracle_judgements
+
+    tables = {name: read_ads(path) for name, path in sources.items()}
+    control_name = next(iter(sources))
+    product_ids = sorted(set(tables[control_name].get_column("product_id").to_list()))
+    titles = dict(catalog.select("product_id", "title").iter_rows())
+    categories = dict(catalog.select("product_id", "category").iter_rows())
+    unknown = [pid for pid in product_ids if pid not in categories]
+    if unknown:
+        raise InputError(
+            f"products not in the catalog, e.g. {unknown[:3]}",
+            file=ads_table_path(sources[control_name]),
+            column="product_id",
+        )
+    layouts = {
+        name: ads_by_product(tables[name], product_ids, per_product, ads_table_path(path))
+        for name, path in sources.items()
+    }
+    flat_ids = [pid for layout in layouts.values() for pid, ads in zip(product_ids, layout) for _ in ads]
+    flat_text = [text for layout in layouts.values() for ads in layout for text in ads]
+    labels, ctr, _eye_catching = oracle_judgements(titles, flat_ids, flat_text, sim)
+    shape = (len(product_ids), per_product)
+    size = shape[0] * shape[1]
+    buckets = []
+    for i, (name, layout) in enumerate(layouts.items()):
+        part = slice(i * size, (i + 1) * size)
+        match = np.array([label == "available" for label in labels[part]]).reshape(shape)
+        buckets.append(Bucket(name, Path(sources[name]), np.asarray(ctr[part]).reshape(shape), match, layout))
+    return product_ids, [categories[pid] for pid in product_ids], buckets
+
+
+# ---------------------------------------------------------------------------------------------- experiment
+def bucket_rng(seed: int, budget: int, name: str) -> np.random.Generator:
+    """Traffic of one bucket at one budget: independent of which other buckets run, and in what order."""
+    return np.random.default_rng([seed, ONLINE_STREAM, budget, zlib.crc32(name.encode())])
+
+
+def comparison_rng(seed: int, budget: int, treatment: str, control: str, group: str) -> np.random.Generator:
+    """Bootstrap resampling of one comparison."""
+    keys = [zlib.crc32(text.encode()) for text in (treatment, control, group)]
+    return np.random.default_rng([seed, ONLINE_STREAM + 1, budget, *keys])
+
+
+def lift_record(lift: Lift) -> dict[str, float | None]:
+    """A Lift in percent, NaN as null."""
+
+    def pct(value: float) -> float | None:
+        return None if np.isnan(value) else 100 * value
+
+    return {
+        "lift_pct": pct(lift.lift),
+        "low_pct": pct(lift.low),
+        "high_pct": pct(lift.high),
+        "ctr": lift.treatment_ctr,
+        "control_ctr": lift.control_ctr,
+    }
+
+
+def run_experiment(
+    product_ids: Sequence[str],
+    categories: Sequence[str],
+    buckets: Sequence[Bucket],
+    settings: OnlineSettings,
+    seed: int,
+    progress: Callable[[str], None] = lambda text: None,
+) -> tuple[dict[str, Any], pl.DataFrame]:
+    """Run the A/B test (buckets[0] is the control) at every budget of the ladder; (metrics, served rows).
+
+    The largest budget is the main experiment: its lifts per category, expected CTRs and served ads are
+    reported; the smaller budgets only feed the impressions-to-separate figures.
+    """
+    control, methods = buckets[0], list(buckets[1:])
+    budgets = settings.budgets()
+    groups = {ALL: np.ones(len(product_ids), dtype=bool)}
+    for category in sorted(set(categories)):
+        groups[category] = np.array([c == category for c in categories])
+
+    def compare(treat: Served, base: Served, budget: int, a: str, b: str, group: str, interval: str) -> Lift:
+        rows = groups[group]
+        return lift_with_interval(
+            treat.clicks.sum(1)[rows],
+            treat.impressions.sum(1)[rows],
+            base.clicks.sum(1)[rows],
+            base.impressions.sum(1)[rows],
+            interval=interval,
+            level=settings.level,
+            resamples=settings.resamples,
+            rng=comparison_rng(seed, budget, a, b, group),
+        )
+
+    names = [b.name for b in buckets]
+    pairs = [
+        (a, b) for i, b in enumerate(names) for a in names[i + 1 :]
+    ]  # (treatment, baseline), control first
+    ladder: dict[tuple[str, str], list[Lift]] = {pair: [] for pair in pairs}
+    served: dict[str, Served] = {}
+    for budget in budgets:
+        progress(f"budget {budget} impressions per product and bucket")
+        served = {b.name: settings.serve(b.ctr, budget, bucket_rng(seed, budget, b.name)) for b in buckets}
+        for a, b in pairs:
+            ladder[(a, b)].append(compare(served[a], served[b], budget, a, b, ALL, settings.separation_interval))
+    main = budgets[-1]
+
+    def bucket_summary(bucket: Bucket) -> dict[str, Any]:
+        s = served[bucket.name]
+        shown = int(s.impressions.sum())
+        return {
+            "source": str(bucket.source),
+            "impressions": shown,
+            "clicks": int(s.clicks.sum()),
+            "ctr": float(s.clicks.sum() / shown),
+            "expected_ctr": float((s.impressions * bucket.ctr).sum() / shown),
+            "mean_ad_ctr": float(bucket.ctr.mean()),
+            "best_ad_ctr": float(bucket.ctr.max(axis=1).mean()),
+            "match_rate": float(bucket.match.mean()),
+            "served_match_rate": float((s.impressions * bucket.match).sum() / shown),
+        }
+
+    def separation(a: str, b: str) -> dict[str, Any]:
+        needed = impressions_to_separate(budgets, ladder[(a, b)])
+        per_bucket = None if needed is None else needed * len(product_ids)
+        return {
+            "treatment": a,
+            "baseline": b,
+            "impressions_per_product": needed,
+            "impressions_per_bucket": per_bucket,
+            "impressions_total": None if per_bucket is None else 2 * per_bucket,
+            # separated at the smallest budget tried: the figure is an upper bound
+            "at_smallest_budget": needed is not None and needed == budgets[0],
+            "curve": [
+                {
+                    "impressions_per_product": budget,
+                    "impressions_per_bucket": budget * len(product_ids),
+                    **lift_record(lift),
+                }
+                for budget, lift in zip(budgets, ladder[(a, b)])
+            ],
+        }
+
+    control_served = served[control.name]
+    method_metrics = {}
+    for bucket in methods:
+        s = served[bucket.name]
+        by_group = {}
+        for group, rows in groups.items():
+            lift = compare(s, control_served, main, bucket.name, control.name, group, settings.interval)
+            expected_t = (s.impressions * bucket.ctr)[rows].sum() / s.impressions[rows].sum()
+            expected_c = (control_served.impressions * control.ctr)[rows].sum() / control_served.impressions[
+                rows
+            ].sum()
+            by_group[group] = {
+                **lift_record(lift),
+                "expected_lift_pct": float(100 * (expected_t / expected_c - 1)),
+                "products": int(rows.sum()),
+                "impressions": int(s.impressions[rows].sum()),
+            }
+        method_metrics[bucket.name] = {
+            **bucket_summary(bucket),
+            "lift": by_group,
+            "separation": separation(bucket.name, control.name),
+        }
+    metrics = {
+        "policy": settings.policy,
+        "epsilon": settings.epsilon if settings.policy == "epsilon_greedy" else None,
+        "prior": list(settings.prior) if settings.policy != "uniform" else None,
+        "rounds": settings.rounds if settings.policy != "uniform" else None,
+        "interval": settings.interval,
+        "interval_method": settings.describe_interval(settings.interval),
+        "separation_interval": settings.separation_interval,
+        "separation_interval_method": settings.describe_interval(settings.separation_interval),
+        "level": settings.level,
+        "seed": seed,
+        "products": len(product_ids),
+        "ads_per_product": settings.ads_per_product,
+        "impressions_per_product": main,
+        "impressions_per_bucket": main * len(product_ids),
+        "impressions_total": main * len(product_ids) * len(buckets),
+        "budgets_per_product": budgets,
+        "categories": {group: int(rows.sum()) for group, rows in groups.items() if group != ALL},
+        "control": bucket_summary(control),
+        "methods": method_metrics,
+        "pairwise_separation": [separation(a, b) for a, b in pairs if b != control.name],
+    }
+    rows = []
+    for bucket in buckets:
+        s = served[bucket.name]
+        for i, product_id in enumerate(product_ids):
+            for j, text in enumerate(bucket.descriptions[i]):
+                rows.append(
+                    {
+                        "bucket": bucket.name,
+                        "product_id": product_id,
+                        "category": categories[i],
+                        "ad": j,
+                        "description": text,
+                        "true_ctr": float(bucket.ctr[i, j]),
+                        "match": bool(bucket.match[i, j]),
+                        "impressions": int(s.impressions[i, j]),
+                        "clicks": int(s.clicks[i, j]),
+                    }
+                )
+    return metrics, pl.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+def parse_ads(text: str) -> tuple[str, Path]:
+    """``METHOD=PATH`` -> (method, path); argparse reports a malformed value as a usage error."""
+    match = _ADS_ARG.match(text)
+    if match is None or match["name"] == CONTROL:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not METHOD=PATH with a lower-case method name other than {CONTROL!r} "
+            "(e.g. pcpo=results/tiny/evaluate/match/pcpo/epoch3)"
+        )
+    return match["name"], Path(match["path"])
+
+
+def read_catalog(path: Path) -> pl.DataFrame:
+    """product_id, title, category of a native catalog (Parquet or CSV)."""
+    try:
+        table = pl.read_csv(path) if path.suffix.lower() == ".csv" else pl.read_parquet(path)
+    except FileNotFoundError as err:
+        raise InputError("catalog not found", file=path) from err
+    except (OSError, pl.exceptions.PolarsError) as err:
+        raise InputError(f"cannot read the catalog ({err})", file=path) from err
+    for column in ("product_id", "title", "category"):
+        if column not in table.columns:
+            raise InputError(
+                "missing column", file=path, column=column, expected="product_id, title, category"
+            )
+    return table.select(pl.col("product_id").cast(pl.String), "title", "category")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--control",
+        type=Path,
+        required=True,
+        help="the epoch-0 prompt model's evaluation folder (or ads table): the control bucket",
+    )
+    parser.add_argument(
+        "--ads",
+        action="append",
+        type=parse_ads,
+        required=True,
+        metavar="METHOD=PATH",
+        help="a method's evaluation folder (or ads table); repeat per method",
+    )
+    parser.add_argument(
+        "--catalog", type=Path, required=True, help="the ingested catalog (categories, titles)"
+    )
+    parser.add_argument("--out", type=Path, required=True, help="output folder: metrics.json, served.parquet")
+
+
+def run(args: argparse.Namespace, cfg: DictConfig) -> None:
+    if "online" not in cfg:
+        raise ConfigError("config group online is missing (add `- online: thompson` to config/caig.yaml)")
+    settings = OnlineSettings.from_config(cfg.online)
+    names = [name for name, _ in args.ads]
+    if len(set(names)) != len(names):
+        raise InputError(f"--ads names a method twice: {names}")
+    sources = {CONTROL: args.control, **dict(args.ads)}
+    product_ids, categories, buckets = load_buckets(
+        sources, read_catalog(args.catalog), cfg.sim, settings.ads_per_product
+    )
+    metrics, served = run_experiment(product_ids, categories, buckets, settings, int(cfg.seed), log.info)
+    with atomic_path(args.out) as tmp:
+        tmp.mkdir()
+        write_json(metrics, tmp / "metrics.json")
+        write_parquet(served, tmp / "served.parquet")
+    for name, data in metrics["methods"].items():
+        overall = {k: float("nan") if v is None else v for k, v in data["lift"][ALL].items()}
+        need = data["separation"]["impressions_per_bucket"]
+        log.info(
+            "%s: CTR lift %+.2f%% [%+.2f, %+.2f] (expected %+.2f%%); separated from control %s",
+            name,
+            overall["lift_pct"],
+            overall["low_pct"],
+            overall["high_pct"],
+            overall["expected_lift_pct"],
+            "at no budget tried" if need is None else f"from {need:,} impressions per bucket",
+        )
+    log.info(
+        "%d buckets x %d products x %d impressions -> %s",
+        len(buckets),
+        len(product_ids),
+        metrics["impressions_per_product"],
+        args.out,
+    )

@@ -1,0 +1,190 @@
+"""The frozen reward model judges each product's two candidate ads; the epoch's preference set is the result.
+
+Each pair is scored with the symmetric scorer (both orders, ``caig.reward.score_pairs``), so the RM's position
+bias cannot pick the winner. The winner's description is y+ (``chosen``), the loser's y- (``rejected``). Pairs
+the RM cannot separate, |p - 0.5| < ``margin``, are dropped and counted. The set keeps the RM probabilities,
+the question asked and both candidates' seeds and images, so it can be inspected and reused.
+
+``caig judge --ads FILE --catalog FILE --reward-model DIR --out DIR`` writes ``preferences.parquet`` and
+``summary.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import zlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+from omegaconf import DictConfig
+
+from caig.errors import ConfigError, InputError
+from caig.generate.products import ProductInput
+from caig.instruct import RM_QUESTIONS
+from caig.io import write_json, write_parquet
+from caig.logs import get_logger
+
+log = get_logger("judge")
+
+
+def rm_question_index(seed: int, stream: int, product_id: str) -> int:
+    """Which RM question a product's comparison is asked with (seeded, independent of the product order)."""
+    rng = np.random.default_rng([seed, stream, zlib.crc32(product_id.encode()), 19])
+    return int(rng.integers(len(RM_QUESTIONS)))
+
+
+def pair_candidates(ads: pl.DataFrame, source: str | Path = "ads") -> pl.DataFrame:
+    """One row per product with candidates 0 (left) and 1 (right) side by side; checks both are present."""
+    counts = ads.group_by("product_id").agg(pl.col("candidate").sort().alias("candidates"))
+    bad = counts.filter(pl.col("candidates").list.len() != 2)
+    if bad.height or counts.filter(pl.col("candidates") != [0, 1]).height:
+        example = (bad if bad.height else counts.filter(pl.col("candidates") != [0, 1])).row(0, named=True)
+        raise InputError(
+            f"product {example['product_id']!r} has candidates {example['candidates']}",
+            file=source,
+            column="candidate",
+            expected="exactly candidates 0 and 1 per product",
+        )
+    columns = ["description", "seed", "image"]
+    left = ads.filter(pl.col("candidate") == 0).select("product_id", "instruction_index", "instruction", *columns)
+    right = ads.filter(pl.col("candidate") == 1).select("product_id", *columns)
+    return left.join(right, on="product_id", suffix="_right", maintain_order="left")
+
+
+def preference_rows(scored: pl.DataFrame, margin: float) -> pl.DataFrame:
+    """Winner/loser per scored pair (``p_left`` = P(left candidate gets more clicks)); ties, |p - 0.5| <
+    ``margin``, are dropped (an exact 0.5 is a tie even with no margin)."""
+    if not 0.0 <= margin < 0.5:
+        raise ConfigError(f"preference.judge.margin must be in [0, 0.5), got {margin}")
+    distance = (pl.col("p_left") - 0.5).abs()
+    frame = scored.filter((distance >= margin) & (distance > 0))
+    pick = pl.col("p_left") >= 0.5
+
+    def side(name: str, winner: bool) -> pl.Expr:
+        left, right = pl.col(name), pl.col(f"{name}_right")
+        return pl.when(pick).then(left if winner else right).otherwise(right if winner else left)
+
+    return frame.select(
+        "product_id",
+        "instruction_index",
+        "instruction",
+        side("description", True).alias("chosen"),
+        side("description", False).alias("rejected"),
+        pl.when(pick).then(0).otherwise(1).cast(pl.Int32).alias("chosen_candidate"),
+        pl.when(pick).then(1).otherwise(0).cast(pl.Int32).alias("rejected_candidate"),
+        side("seed", True).alias("chosen_seed"),
+        side("seed", False).alias("rejected_seed"),
+        side("image", True).alias("chosen_image"),
+        side("image", False).alias("rejected_image"),
+        "p_left",
+        pl.max_horizontal(pl.col("p_left"), 1.0 - pl.col("p_left")).alias("p_chosen"),
+        "rm_question",
+    )
+
+
+def score_candidate_pairs(
+    reward_model: Any,
+    processor: Any,
+    ads: pl.DataFrame,
+    ads_dir: Path,
+    products: Mapping[str, ProductInput],
+    *,
+    seed: int,
+    stream: int,
+    pair_size: int,
+    caption: bool,
+    info: bool,
+    batch_size: int = 8,
+) -> pl.DataFrame:
+    """Each product's two candidates side by side with ``p_left`` from the symmetric RM scorer and the RM
+    question asked. ``ads`` holds the rendered candidates (``image`` relative to ``ads_dir``); image paths in
+    the result are absolute so the preference set can be read from anywhere."""
+    from caig.generate.sampling import product_attributes
+    from caig.reward import reward_prompt, score_pairs
+
+    pairs = pair_candidates(ads, ads_dir)
+    root = str(ads_dir.resolve()) + "/"
+    pairs = pairs.with_columns((pl.lit(root) + pl.col("image")).alias("image"),
+                               (pl.lit(root) + pl.col("image_right")).alias("image_right"))
+    ids = pairs.get_column("product_id").to_list()
+    questions = [RM_QUESTIONS[rm_question_index(seed, stream, pid)] for pid in ids]
+    prompts = [
+        reward_prompt(question, product_attributes(products[pid]), caption=caption, info=info)
+        for question, pid in zip(questions, ids)
+    ]
+    p_left = score_pairs(
+        reward_model, processor, pairs.get_column("image").to_list(), pairs.get_column("image_right").to_list(),
+        prompts, pair_size=pair_size, batch_size=batch_size,
+    )
+    return pairs.with_columns(
+        pl.Series("p_left", p_left, dtype=pl.Float64), pl.Series("rm_question", questions, dtype=pl.String)
+    )
+
+
+def judge(scored: pl.DataFrame, margin: float) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """The preference set of scored pairs, and its counts (pairs, kept, ties dropped, left wins)."""
+    preferences = preference_rows(scored, margin)
+    return preferences, {
+        "pairs": scored.height,
+        "kept": preferences.height,
+        "ties_dropped": scored.height - preferences.height,
+        "margin": margin,
+        "left_won": int((scored.get_column("p_left") > 0.5).sum()),
+        "mean_p_chosen": float(preferences.get_column("p_chosen").mean()) if preferences.height else None,
+    }
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ads", type=Path, required=True, help="ads.parquet from caig render")
+    parser.add_argument("--catalog", type=Path, required=True, help="catalog (.parquet/.csv) or CAIG JSON")
+    parser.add_argument("--image-root", type=Path, help="resolve relative image paths against this folder")
+    parser.add_argument("--reward-model", type=Path, required=True, help="reward model directory")
+    parser.add_argument("--epoch", type=int, required=True, help="epoch being judged (seeds the RM questions)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+
+
+def run(args: argparse.Namespace, cfg: DictConfig) -> None:
+    from caig.generate.sampling import load_products
+    from caig.preference.render import read_candidates
+    from caig.preference.sharding import gather_in_order, join_world, local_device, my_share
+    from caig.reward import load_reward_model
+    from caig.training import configure_threads
+
+    world = join_world()  # under caig launch: one rank per GPU, each judging every N-th product
+    configure_threads(cfg)  # train.torch_threads: one thread per job on a shared CPU (tiny preset)
+    settings = cfg.preference.judge
+    ads = read_candidates(
+        args.ads, ("product_id", "candidate", "instruction_index", "instruction", "description", "seed", "image")
+    )
+    order = list(dict.fromkeys(ads.get_column("product_id").to_list()))
+    products = {p.product_id: p for p in load_products(args.catalog, args.image_root) if p.product_id in order}
+    if len(products) != len(order):
+        missing = sorted(set(order) - set(products))
+        raise InputError(f"ads name products not in the catalog, e.g. {missing[:3]}", file=args.ads)
+    model, processor = load_reward_model(args.reward_model, dtype=str(cfg.preference.dtype))
+    part = score_candidate_pairs(
+        model.to(local_device()),
+        processor,
+        ads.filter(pl.col("product_id").is_in(my_share(order, world))),
+        args.ads.parent,
+        products,
+        seed=int(cfg.seed),
+        stream=args.epoch,
+        pair_size=int(cfg.model.pair_image_size),
+        caption=bool(settings.caption),
+        info=bool(settings.info),
+        batch_size=int(settings.batch_size),
+    )
+    scored = gather_in_order(part, "product_id", order, world)
+    if scored is None:
+        return  # not the main rank
+    preferences, counts = judge(scored, float(settings.margin))
+    write_parquet(preferences, args.out / "preferences.parquet")
+    write_json({"epoch": args.epoch, "reward_model": str(args.reward_model), **counts}, args.out / "summary.json")
+    log.info(
+        "%d pairs: %d preferences kept, %d ties (|p - 0.5| < %g) dropped -> %s",
+        counts["pairs"], counts["kept"], counts["ties_dropped"], counts["margin"], args.out,
+    )

@@ -1,0 +1,1 @@
+"""Tables, figures and report material rebuilt from finished runs' metric files."""

@@ -1,0 +1,358 @@
+"""``caig online-report --metrics FILE --tables DIR --figures DIR``: the online CTR-lift table from metrics.
+
+Reads the ``metrics.json`` of ``caig online`` and the paper's values (``paper_values.yaml``, cited); writes:
+
+- ``online_lift.md``: CTR lift (%) over the control by category, one row per method, ours with its interval
+  beside the paper's value; then the traffic (impressions served, CTRs) and the impressions needed to separate
+  each method from the control and from each other;
+- ``online_lift.csv``: one row per (method, category), every category of the world, numbers only;
+- ``online_lift.tex``: the lift table (booktabs);
+- ``online_separation.png``: the lift and its interval against impressions per bucket, one line per method.
+
+Methods and category columns come from the ``online`` config (labels, order); a configured method without
+metrics shows as "not run" with the paper's values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import yaml
+from omegaconf import DictConfig, OmegaConf
+
+from caig.errors import ConfigError, InputError
+from caig.io import atomic_path, write_text
+from caig.logs import get_logger
+from caig.report.preference import latex, markdown
+
+log = get_logger("online-report")
+
+PAPER_KEY = "online_ctr_lift"
+NOT_RUN = "not run"
+
+
+def read_metrics(path: str | Path) -> dict[str, Any]:
+    """The metrics.json of caig online; an InputError names the file and the missing key."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(
+            "online metrics not found", file=path, expected="metrics.json written by caig online"
+        )
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise InputError(f"not valid JSON: {err}", file=path) from err
+    for key in ("methods", "control", "policy", "interval_method", "impressions_per_bucket", "products"):
+        if key not in data:
+            raise InputError(f"no {key!r} key", file=path, expected="metrics.json written by caig online")
+    return data
+
+
+def paper_values(path: str | Path | None = None) -> dict[str, Any]:
+    """The paper's online CTR lifts: ``{citation, values: {method: {category: percent}}}``."""
+    if path is None:
+        text = resources.files("caig.report").joinpath("paper_values.yaml").read_text()
+        where: str | Path = "caig/report/paper_values.yaml"
+    else:
+        where = Path(path)
+        try:
+            text = where.read_text()
+        except OSError as err:
+            raise InputError(f"cannot read paper values ({err})", file=where) from err
+    data = yaml.safe_load(text) or {}
+    section = data.get(PAPER_KEY)
+    if (
+        not isinstance(section, dict)
+        or not isinstance(section.get("values"), dict)
+        or not section.get("citation")
+    ):
+        raise InputError(
+            f"no {PAPER_KEY} section with citation and values",
+            file=where,
+            expected=f"{PAPER_KEY}: {{citation: ..., values: {{method: {{category: percent}}}}}}",
+        )
+    return section
+
+
+def _labels(node: Any, key: str) -> dict[str, str]:
+    """A mapping node of the online config as an ordered dict of strings."""
+    value = OmegaConf.to_container(node, resolve=True) if not isinstance(node, dict) else node
+    if not isinstance(value, dict) or not value:
+        raise ConfigError(f"online.{key} must be a non-empty mapping")
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def lift_rows(
+    metrics: Mapping[str, Any],
+    methods: Mapping[str, str],
+    categories: Mapping[str, str],
+    paper: Mapping[str, Any],
+) -> pl.DataFrame:
+    """Long table: one row per (configured method, category): our lift with interval, the paper's value.
+
+    Categories are the configured ones (label -> world key) then the world's others (no paper value).
+    A configured method without metrics gets its paper values and nulls.
+    """
+    world = [
+        k for k in next(iter(metrics["methods"].values()), {}).get("lift", {}) if k not in categories.values()
+    ]
+    columns = [*categories.items(), *((key, key) for key in sorted(world))]
+    rows = []
+    for method, label in methods.items():
+        ours = metrics["methods"].get(method, {}).get("lift", {})
+        theirs = paper["values"].get(method, {})
+        for category_label, key in columns:
+            cell = ours.get(key, {})
+            rows.append(
+                {
+                    "method": method,
+                    "label": label,
+                    "category": category_label,
+                    "run": method in metrics["methods"],
+                    "lift_pct": cell.get("lift_pct"),
+                    "low_pct": cell.get("low_pct"),
+                    "high_pct": cell.get("high_pct"),
+                    "expected_lift_pct": cell.get("expected_lift_pct"),
+                    "paper_lift_pct": theirs.get(key) if isinstance(theirs, dict) else None,
+                    "products": cell.get("products"),
+                    "impressions": cell.get("impressions"),
+                }
+            )
+    schema = {
+        "method": pl.String,
+        "label": pl.String,
+        "category": pl.String,
+        "run": pl.Boolean,
+        "lift_pct": pl.Float64,
+        "low_pct": pl.Float64,
+        "high_pct": pl.Float64,
+        "expected_lift_pct": pl.Float64,
+        "paper_lift_pct": pl.Float64,
+        "products": pl.Int64,
+        "impressions": pl.Int64,
+    }
+    return pl.DataFrame(rows, schema=schema)
+
+
+def _pct(value: float | None, sign: bool = True) -> str:
+    if value is None:
+        return "–"
+    return f"{value:+.1f}" if sign else f"{value:.1f}"
+
+
+def lift_cell(row: Mapping[str, Any]) -> str:
+    """``+7.1 [+2.0, +12.3] (paper 7.4)``; a method that did not run shows only the paper's value."""
+    paper = row["paper_lift_pct"]
+    theirs = "" if paper is None else f" (paper {_pct(paper, sign=False)})"
+    if not row["run"]:
+        return NOT_RUN + theirs
+    if row["lift_pct"] is None:
+        return "–" + theirs
+    return f"{_pct(row['lift_pct'])} [{_pct(row['low_pct'])}, {_pct(row['high_pct'])}]{theirs}"
+
+
+def wide_table(rows: pl.DataFrame, categories: Sequence[str]) -> pl.DataFrame:
+    """One row per method, one column per configured category; cells from ``lift_cell``."""
+    out = []
+    for label in dict.fromkeys(rows.get_column("label").to_list()):
+        part = {r["category"]: r for r in rows.filter(pl.col("label") == label).iter_rows(named=True)}
+        out.append({"Method": label, **{c: lift_cell(part[c]) for c in categories}})
+    return pl.DataFrame(out, schema={"Method": pl.String, **{c: pl.String for c in categories}})
+
+
+def _count(value: int | None) -> str:
+    return "–" if value is None else f"{value:,}"
+
+
+def _separation(entry: Mapping[str, Any]) -> str:
+    """Impressions per bucket to separate; '<= N': the smallest budget tried did; 'not within N': none did."""
+    if entry["impressions_per_bucket"] is None:
+        largest = entry["curve"][-1]["impressions_per_bucket"] if entry.get("curve") else None
+        return f"not within {_count(largest)}"
+    prefix = "≤ " if entry.get("at_smallest_budget") else ""
+    return prefix + _count(entry["impressions_per_bucket"])
+
+
+def traffic_table(metrics: Mapping[str, Any], methods: Mapping[str, str]) -> pl.DataFrame:
+    """Per bucket: impressions, clicks, observed and expected CTR, served match rate,
+    impressions to separate."""
+    rows = []
+    for name, label, data in [
+        ("control", "control (epoch 0)", metrics["control"]),
+        *((m, methods[m], metrics["methods"][m]) for m in methods if m in metrics["methods"]),
+    ]:
+        separation = data.get("separation")
+        rows.append(
+            {
+                "Bucket": label,
+                "Impressions": _count(data["impressions"]),
+                "Clicks": _count(data["clicks"]),
+                "CTR (%)": f"{100 * data['ctr']:.3f}",
+                "Expected CTR (%)": f"{100 * data['expected_ctr']:.3f}",
+                "Served match rate": f"{data['served_match_rate']:.3f}",
+                "Impressions to separate from control": (
+                    "–" if separation is None else _separation(separation)
+                ),
+            }
+        )
+    return pl.DataFrame(rows)
+
+
+def pairwise_table(metrics: Mapping[str, Any], methods: Mapping[str, str]) -> pl.DataFrame:
+    """Impressions per bucket to separate each pair of methods (the later-listed one as treatment)."""
+    rows = [
+        {
+            "Treatment": methods.get(p["treatment"], p["treatment"]),
+            "Baseline": methods.get(p["baseline"], p["baseline"]),
+            "Lift (%)": _pct(p["curve"][-1]["lift_pct"]) if p["curve"] else "–",
+            "Impressions to separate": _separation(p),
+        }
+        for p in metrics.get("pairwise_separation", [])
+    ]
+    return pl.DataFrame(
+        rows,
+        schema={
+            "Treatment": pl.String,
+            "Baseline": pl.String,
+            "Lift (%)": pl.String,
+            "Impressions to separate": pl.String,
+        },
+    )
+
+
+def markdown_report(
+    metrics: Mapping[str, Any],
+    rows: pl.DataFrame,
+    methods: Mapping[str, str],
+    categories: Sequence[str],
+    citation: str,
+) -> str:
+    """The whole Markdown file: setup, lift table, traffic, pairwise separation, citation."""
+    policy = {
+        "thompson": "Thompson sampling on Beta posteriors",
+        "epsilon_greedy": f"epsilon-greedy (epsilon = {metrics.get('epsilon')})",
+        "uniform": "uniform traffic (no bandit)",
+    }.get(metrics["policy"], metrics["policy"])
+    updates = f" updated {metrics['rounds']} times" if metrics.get("rounds") else ""
+    budgets = ", ".join(_count(b * metrics["products"]) for b in metrics.get("budgets_per_product", []))
+    pairwise = pairwise_table(metrics, methods)
+    parts = [
+        "# Online CTR lift by category (simulated A/B test)\n",
+        "CTR lift (%) of each method's generated ads over the epoch-0 prompt model's ads (control), ours with "
+        "its interval, the paper's value in parentheses.\n",
+        f"{metrics['products']} held-out products, {metrics.get('ads_per_product')} generated ads each per "
+        f"bucket, chosen by {policy}{updates}; {_count(metrics['impressions_per_bucket'])} impressions per "
+        f"bucket ({_count(metrics.get('impressions_total'))} in all); clicks drawn from the world's true "
+        f"CTR of each ad. Intervals: {metrics['interval_method']}.\n",
+        markdown(wide_table(rows, categories)),
+        "## Traffic\n",
+        "Expected CTR: the true CTR of the ads, weighted by the impressions the bandit gave them. Impressions "
+        "to separate: per bucket, the smallest budget from which on the lift's interval excludes 0 (budgets "
+        f"tried: {budgets}; intervals: {metrics.get('separation_interval_method', metrics['interval_method'])}"
+        ").\n",
+        markdown(traffic_table(metrics, methods)),
+    ]
+    if pairwise.height:
+        parts += ["## Separating the methods\n", markdown(pairwise)]
+    parts.append(f"Paper values: {citation}\n")
+    return "\n".join(parts)
+
+
+def plot_separation(metrics: Mapping[str, Any], methods: Mapping[str, str], path: Path) -> None:
+    """Lift over control and its interval against impressions per bucket (log scale), one line per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for method, label in methods.items():
+        data = metrics["methods"].get(method)
+        if data is None:
+            continue
+        curve = [c for c in data["separation"]["curve"] if c["lift_pct"] is not None]
+        x = [c["impressions_per_bucket"] for c in curve]
+        (line,) = ax.plot(x, [c["lift_pct"] for c in curve], marker="o", label=label)
+        ax.fill_between(
+            x,
+            [c["low_pct"] for c in curve],
+            [c["high_pct"] for c in curve],
+            color=line.get_color(),
+            alpha=0.15,
+        )
+    ax.axhline(0, color="black", linewidth=0.8)
+    kind = {"delta": "delta method, clicks", "bootstrap": "bootstrap over products"}
+    interval = metrics.get("separation_interval", metrics.get("interval"))
+    ax.set_title(f"{metrics.get('level', 0.95):.0%} interval: {kind.get(interval, interval)}", fontsize=9)
+    ax.set_xscale("log")
+    ax.set_xlabel("impressions per bucket")
+    ax.set_ylabel("CTR lift over control (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+
+
+def latex_safe(frame: pl.DataFrame) -> pl.DataFrame:
+    """Column names and cells with ``&`` escaped and dashes in TeX form (the writer escapes ``_`` and ``%``)."""
+
+    def tex(text: str) -> str:
+        return text.replace("&", r"\&").replace("–", "--")
+
+    cells = frame.with_columns(
+        pl.col(c).str.replace_all("&", r"\&", literal=True).str.replace_all("–", "--", literal=True)
+        for c in frame.columns
+    )
+    return cells.rename({c: tex(c) for c in frame.columns})
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--metrics", type=Path, required=True, help="metrics.json of caig online")
+    parser.add_argument("--tables", type=Path, required=True, help="folder for online_lift.{md,csv,tex}")
+    parser.add_argument("--figures", type=Path, required=True, help="folder for online_separation.png")
+    parser.add_argument(
+        "--paper-values", type=Path, help="the paper's values (default: caig/report/paper_values.yaml)"
+    )
+
+
+def run(args: argparse.Namespace, cfg: DictConfig) -> None:
+    if "online" not in cfg:
+        raise ConfigError("config group online is missing (add `- online: thompson` to config/caig.yaml)")
+    metrics = read_metrics(args.metrics)
+    methods = _labels(cfg.online.methods, "methods")
+    categories = _labels(cfg.online.categories, "categories")
+    paper = paper_values(args.paper_values)
+    unknown = sorted(set(metrics["methods"]) - set(methods))
+    if unknown:
+        raise ConfigError(
+            f"{args.metrics} holds methods not in online.methods: {unknown} (add them with a label)"
+        )
+    rows = lift_rows(metrics, methods, categories, paper)
+    wide = wide_table(rows, list(categories))
+    write_text(
+        markdown_report(metrics, rows, methods, list(categories), str(paper["citation"])),
+        args.tables / "online_lift.md",
+    )
+    with atomic_path(args.tables / "online_lift.csv") as tmp:
+        rows.write_csv(tmp)
+    write_text(
+        latex(
+            latex_safe(wide),
+            "Online CTR lift (%) over the pre-trained prompt model by category; ours [95% interval] "
+            "(paper).",
+            "tab:online-lift",
+        ),
+        args.tables / "online_lift.tex",
+    )
+    plot_separation(metrics, methods, args.figures / "online_separation.png")
+    log.info(
+        "%d of %d methods ran -> %s", len(metrics["methods"]), len(methods), args.tables / "online_lift.md"
+    )

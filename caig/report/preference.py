@@ -1,0 +1,270 @@
+"""``caig preference-report --run METHOD:EPOCH=DIR ... --tables DIR --figures DIR``: the preference stage's report.
+
+Reads only the evaluation folders (``metrics.json``, ``ads.parquet``, ``ads/``) written by ``caig evaluate-match``
+and writes:
+
+- ``match_rate.md`` / ``.csv`` / ``.tex``: the match rate of every method over epochs (one row per method, one
+  column per epoch, as the paper's figure), and per (method, epoch) the mismatch reasons, the mean oracle CTR of
+  the ads and the RM win rate against epoch 0 (Markdown and CSV);
+- ``match_rate.png``: match rate (and mean oracle CTR) over epochs, one line per method;
+- ``contact_sheet.png``: the same held-out products' ads at epoch 0 and at each method's last epoch, each framed
+  green (the background fits) or red (with the mismatch reason).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from omegaconf import DictConfig
+from PIL import Image, ImageDraw, ImageFont
+
+from caig.errors import InputError
+from caig.io import atomic_path, write_text
+from caig.logs import get_logger
+
+log = get_logger("preference-report")
+
+_RUN = re.compile(r"^(?P<method>[A-Za-z0-9_.-]+):(?P<epoch>\d+)=(?P<path>.+)$")
+REASONS = ("scale", "scene", "color")
+
+
+@dataclass(frozen=True)
+class EvaluationRun:
+    """One (method, epoch) evaluation folder."""
+
+    method: str
+    epoch: int
+    path: Path
+
+
+def parse_run(text: str) -> EvaluationRun:
+    """``METHOD:EPOCH=DIR`` -> EvaluationRun."""
+    match = _RUN.match(text)
+    if match is None:
+        raise InputError(f"--run {text!r} is not METHOD:EPOCH=DIR", expected="e.g. pcpo:3=results/tiny/...")
+    return EvaluationRun(match["method"], int(match["epoch"]), Path(match["path"]))
+
+
+def read_metrics(run: EvaluationRun) -> dict[str, Any]:
+    """The metrics.json of one evaluation folder."""
+    path = run.path / "metrics.json"
+    if not path.is_file():
+        raise InputError(
+            "evaluation metrics not found", file=path, expected="a folder written by caig evaluate-match"
+        )
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise InputError(f"not valid JSON: {err}", file=path) from err
+    if "match_rate" not in data:
+        raise InputError("no match_rate key", file=path)
+    return data
+
+
+def metrics_table(runs: Sequence[EvaluationRun]) -> pl.DataFrame:
+    """One row per (method, epoch): match rate, mismatch shares, mean oracle CTR, eye-catching phrases per ad,
+    RM win rate vs epoch 0."""
+    rows = []
+    for run in runs:
+        data = read_metrics(run)
+        shares = data.get("mismatch_shares") or {}
+        rows.append(
+            {
+                "method": run.method,
+                "epoch": run.epoch,
+                "ads": data.get("ads"),
+                "match_rate": data.get("match_rate"),
+                **{f"{reason}_mismatch": shares.get(reason) for reason in REASONS},
+                "mean_oracle_ctr": data.get("mean_oracle_ctr"),
+                "eye_catching_per_ad": data.get("eye_catching_per_ad"),
+                "rm_win_rate_vs_epoch0": data.get("rm_win_rate_vs_epoch0"),
+            }
+        )
+    schema = {
+        "method": pl.String, "epoch": pl.Int64, "ads": pl.Int64, "match_rate": pl.Float64,
+        **{f"{reason}_mismatch": pl.Float64 for reason in REASONS},
+        "mean_oracle_ctr": pl.Float64, "eye_catching_per_ad": pl.Float64, "rm_win_rate_vs_epoch0": pl.Float64,
+    }
+    return pl.DataFrame(rows, schema=schema)
+
+
+def method_order(table: pl.DataFrame) -> list[str]:
+    """Methods in the order they were first given."""
+    return list(dict.fromkeys(table.get_column("method").to_list()))
+
+
+def pivot_match_rate(table: pl.DataFrame) -> pl.DataFrame:
+    """Methods x epochs of the match rate."""
+    epochs = sorted(set(table.get_column("epoch").to_list()))
+    rows = []
+    for method in method_order(table):
+        values = dict(table.filter(pl.col("method") == method).select("epoch", "match_rate").iter_rows())
+        rows.append({"method": method, **{f"epoch {e}": values.get(e) for e in epochs}})
+    return pl.DataFrame(rows, schema={"method": pl.String, **{f"epoch {e}": pl.Float64 for e in epochs}})
+
+
+def _cell(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def markdown(frame: pl.DataFrame, digits: dict[str, int] | None = None) -> str:
+    """A Markdown table of a frame (floats to 3 decimals unless ``digits`` says otherwise per column)."""
+    digits = digits or {}
+    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "|".join("---" for _ in frame.columns) + "|"]
+    for row in frame.iter_rows(named=True):
+        lines.append("| " + " | ".join(_cell(row[c], digits.get(c, 3)) for c in frame.columns) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def latex(frame: pl.DataFrame, caption: str, label: str) -> str:
+    """A booktabs LaTeX table of a frame (floats to 3 decimals; underscores escaped)."""
+    def escape(text: str) -> str:
+        return text.replace("_", r"\_").replace("%", r"\%")
+
+    spec = "l" + "r" * (len(frame.columns) - 1)
+    lines = [
+        r"\begin{table}[t]", r"\centering", rf"\caption{{{escape(caption)}}}", rf"\label{{{label}}}",
+        rf"\begin{{tabular}}{{{spec}}}", r"\toprule", " & ".join(escape(c) for c in frame.columns) + r" \\",
+        r"\midrule",
+    ]
+    for row in frame.iter_rows():
+        lines.append(" & ".join(escape(_cell(v)) for v in row) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_tables(table: pl.DataFrame, out_dir: Path) -> dict[str, Path]:
+    """match_rate.md / .csv / .tex in ``out_dir``."""
+    pivot = pivot_match_rate(table)
+    details = table.sort(["method", "epoch"], maintain_order=True)
+    text = (
+        "# Match rate over preference epochs\n\n"
+        "Share of held-out ads whose background fits the product (the annotators' judgement; on the synthetic "
+        "world the oracle's). Epoch 0 is the initial prompt model.\n\n"
+        + markdown(pivot)
+        + "\n## Per method and epoch\n\n"
+        "Mismatch shares by the first reason found; mean oracle CTR of the ads; eye-catching phrases per ad "
+        "(they raise CTR for every product but are wrong for many); RM win rate: share of held-out ads the "
+        "frozen reward model prefers to the same product's epoch-0 ad.\n\n"
+        + markdown(details, {"mean_oracle_ctr": 4})
+    )
+    suffixes = {"markdown": "md", "csv": "csv", "latex": "tex"}
+    paths = {kind: out_dir / f"match_rate.{suffix}" for kind, suffix in suffixes.items()}
+    write_text(text, paths["markdown"])
+    with atomic_path(paths["csv"]) as tmp:
+        details.write_csv(tmp)
+    caption = "Match rate of the generated ads over preference epochs."
+    write_text(latex(pivot, caption, "tab:match-rate"), paths["latex"])
+    return paths
+
+
+def plot_match_rate(table: pl.DataFrame, path: Path) -> None:
+    """Match rate and mean oracle CTR over epochs, one line per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    has_ctr = table.get_column("mean_oracle_ctr").null_count() < table.height
+    fig, axes = plt.subplots(1, 2 if has_ctr else 1, figsize=(10 if has_ctr else 5.5, 3.8), squeeze=False)
+    panels = [("match_rate", "match rate")] + ([("mean_oracle_ctr", "mean oracle CTR")] if has_ctr else [])
+    for ax, (column, label) in zip(axes[0], panels):
+        for method in method_order(table):
+            part = table.filter(pl.col("method") == method).sort("epoch").drop_nulls(column)
+            ax.plot(part["epoch"].to_list(), part[column].to_list(), marker="o", label=method)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+
+
+def contact_sheet(rows: Sequence[tuple[str, EvaluationRun]], path: Path, products: int = 8, scale: int = 2) -> None:
+    """Ads of the first ``products`` held-out products (first sample each), one row per (label, run), framed
+    green when the background fits and red (with the reason) when it does not."""
+    font = ImageFont.load_default()
+    if not rows:
+        raise InputError("no evaluation runs for the contact sheet")
+    frames = [(label, run, pl.read_parquet(run.path / "ads.parquet").filter(pl.col("candidate") == 0))
+              for label, run in rows]
+    ids = frames[0][2].get_column("product_id").to_list()[:products]
+    if not ids:
+        raise InputError("the evaluation holds no ads", file=frames[0][1].path / "ads.parquet")
+    label_width, header = 150, 16
+    tiled = []
+    for label, run, ads in frames:
+        by_id = {row["product_id"]: row for row in ads.iter_rows(named=True)}
+        tiles = []
+        for product_id in ids:
+            row = by_id.get(product_id)
+            if row is None:
+                raise InputError(f"product {product_id!r} has no ad", file=run.path / "ads.parquet")
+            image = Image.open(run.path / row["image"]).convert("RGB")
+            image = image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
+            verdict = row.get("label")
+            colour = (40, 160, 60) if verdict == "available" else (200, 40, 40) if verdict else (128, 128, 128)
+            framed = Image.new("RGB", (image.width + 6, image.height + 6 + header), (255, 255, 255))
+            draw = ImageDraw.Draw(framed)
+            draw.rectangle((0, 0, framed.width - 1, image.height + 5), fill=colour)
+            framed.paste(image, (3, 3))
+            draw.text((3, image.height + 7), verdict or "", fill=(0, 0, 0), font=font)
+            tiles.append(framed)
+        tiled.append((label, tiles))
+    cell = tiled[0][1][0].size
+    sheet = Image.new("RGB", (label_width + cell[0] * len(ids), header + cell[1] * len(tiled)), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    for j, product_id in enumerate(ids):
+        draw.text((label_width + j * cell[0] + 3, 2), product_id, fill=(0, 0, 0), font=font)
+    for i, (label, tiles) in enumerate(tiled):
+        y = header + i * cell[1]
+        draw.multiline_text((4, y + 4), label, fill=(0, 0, 0), font=font)
+        for j, tile in enumerate(tiles):
+            sheet.paste(tile, (label_width + j * cell[0], y))
+    with atomic_path(path) as tmp:
+        sheet.save(tmp, format="PNG")
+
+
+def sheet_runs(runs: Sequence[EvaluationRun]) -> list[tuple[str, EvaluationRun]]:
+    """(row label, run) of the contact sheet: each epoch-0 folder once (labelled with every method that starts
+    from it), then each method's last epoch."""
+    starts: dict[Path, list[EvaluationRun]] = {}
+    for run in runs:
+        if run.epoch == 0:
+            starts.setdefault(run.path, []).append(run)
+    last: dict[str, EvaluationRun] = {}
+    for run in runs:
+        if run.epoch > 0 and (run.method not in last or run.epoch > last[run.method].epoch):
+            last[run.method] = run
+    rows = [("epoch 0 of\n" + "\n".join(r.method for r in group), group[0]) for group in starts.values()]
+    return rows + [(f"{run.method}\n(epoch {run.epoch})", run) for run in last.values()]
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", action="append", required=True, type=parse_run, metavar="METHOD:EPOCH=DIR",
+                        help="an evaluation folder of caig evaluate-match (repeat for every method and epoch)")
+    parser.add_argument("--tables", type=Path, required=True, help="folder for match_rate.{md,csv,tex}")
+    parser.add_argument("--figures", type=Path, required=True, help="folder for match_rate.png, contact_sheet.png")
+    parser.add_argument("--sheet-products", type=int, default=8, help="products (columns) on the contact sheet")
+
+
+def run(args: argparse.Namespace, cfg: DictConfig) -> None:
+    table = metrics_table(args.run)
+    paths = write_tables(table, args.tables)
+    plot_match_rate(table, args.figures / "match_rate.png")
+    contact_sheet(sheet_runs(args.run), args.figures / "contact_sheet.png", args.sheet_products)
+    log.info("%d evaluations -> %s, %s", table.height, paths["markdown"], args.figures)

@@ -1,0 +1,267 @@
+"""``caig reward-train``: train one reward-model variant on the train pairs (stage 2).
+
+    caig launch -- reward-train --pairs pairs/train.parquet --catalog data/catalog.parquet \\
+        --base models/pretrained --out reward/f_full/model reward=f_full
+
+Each pair becomes the RM's input: the two creatives resized and concatenated left|right (``concat_pair``)
+and C_RM = f_instruct(Q_RM, attributes), Q_RM drawn per pair from the 13-question pool with
+``reward.question_seed``; ``reward.prompt`` decides whether the product caption and the other product
+information are shown. With ``reward.both_orders`` every pair is also shown swapped (label and CTRs
+follow), so the model cannot profit from a side.
+
+``reward.kind``:
+- ``generative``: the plain LLaVA-NeXT learns to answer "left" or "right" (LM loss on the answer), rows
+  (a) and (b) of the ablation; saved as a LLaVA-NeXT checkpoint;
+- ``classifier``: ``RewardModel`` (last-token pooling, classification and CTR heads), loss
+  lambda1 * CE + lambda2 * point loss from ``reward.loss``; rows (c)-(f); saved with ``save_reward_model``.
+
+The VAM / CG4CTR baselines train with ``caig baseline-train`` (caig/reward/baselines.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+from omegaconf import DictConfig
+from PIL import Image
+from transformers import BatchFeature, LlavaNextProcessor, Trainer
+
+from caig.errors import ConfigError, InputError
+from caig.instruct import ANSWER_WORDS, RM_QUESTIONS
+from caig.io import write_json
+from caig.logs import get_logger
+from caig.models import load_llava, save_pretrained_model
+from caig.pretrain.products import Product, read_catalog
+from caig.pretrain.train import model_dtype, text_hidden_size
+from caig.reward.model import LEFT, RIGHT, RewardModel, concat_pair, encode_rm_inputs, open_image, reward_prompt, to_rgb
+from caig.reward.model import save_reward_model
+from caig.training import run_training, start, training_arguments
+
+PAIR_COLUMNS = ("product_id", "left_image", "right_image", "left_ctr", "right_ctr", "label")
+LLAVA_KINDS = ("generative", "classifier")
+
+log = get_logger("reward-train")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """The ablation row a ``reward`` config describes."""
+
+    name: str
+    kind: str
+    init: str
+    caption: bool
+    info: bool
+    cls_weight: float
+    point_weight: float
+    ctr_scale: float
+
+
+def variant_of(cfg: DictConfig) -> Variant:
+    """``cfg.reward`` as a Variant; ConfigError names a missing or bad key."""
+    node = cfg.get("reward")
+    required = ("name", "kind", "loss")
+    if node is None or any(node.get(key) is None for key in required):
+        missing = next(key for key in required if node is None or node.get(key) is None)
+        raise ConfigError(f"reward.{missing} is missing (choose a variant: reward=f_full, reward=a_base, ...)")
+    kind = str(node.kind)
+    if kind not in (*LLAVA_KINDS, "vam", "cg4ctr"):
+        raise ConfigError(f"reward.kind={kind!r} (expected generative, classifier, vam or cg4ctr)")
+    init = str(node.get("init", "none"))
+    if kind in LLAVA_KINDS and init not in ("base", "pretrained"):
+        raise ConfigError(f"reward.init={init!r} (expected base or pretrained)")
+    prompt = node.get("prompt") or {}
+    return Variant(
+        name=str(node.name),
+        kind=kind,
+        init=init,
+        caption=bool(prompt.get("caption", False)),
+        info=bool(prompt.get("info", False)),
+        cls_weight=float(node.loss.cls_weight),
+        point_weight=float(node.loss.point_weight),
+        ctr_scale=float(node.loss.ctr_scale),
+    )
+
+
+# ---------------------------------------------------------------------------------------------- pairs
+@dataclass(frozen=True)
+class PairExample:
+    """One RM training example: images as placed, label (0 = left better, 1 = right), CTRs, prompt."""
+
+    left_image: str
+    right_image: str
+    label: int
+    ctr: tuple[float, float]
+    prompt: str
+
+
+def read_pairs(path: str | Path) -> pl.DataFrame:
+    """A pairs file (caig pairs) with the columns the RM needs; InputError naming the file otherwise."""
+    path = Path(path)
+    try:
+        table = pl.read_parquet(path)
+    except (OSError, pl.exceptions.PolarsError) as err:
+        raise InputError(f"cannot read pairs: {err}", file=path, expected="a Parquet file from caig pairs") from err
+    missing = [name for name in PAIR_COLUMNS if name not in table.columns]
+    if missing:
+        raise InputError(f"lacks column {missing[0]!r}", file=path, expected=f"columns {list(PAIR_COLUMNS)}")
+    bad = table.with_row_index("row", offset=1).filter(~pl.col("label").is_in(list(ANSWER_WORDS)))
+    if bad.height:
+        raise InputError(
+            f"label {bad['label'][0]!r}", file=path, row=int(bad["row"][0]), column="label", expected="left or right"
+        )
+    if table.height == 0:
+        raise InputError("no pairs", file=path, expected="at least one pair")
+    return table
+
+
+def pair_prompts(
+    pairs: pl.DataFrame,
+    products: Mapping[str, Product],
+    *,
+    caption: bool,
+    info: bool,
+    seed: int,
+    file: str | Path | None = None,
+) -> list[str]:
+    """C_RM per pair: a question drawn per pair (seeded) and the variant's attribute selection."""
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(len(RM_QUESTIONS), size=pairs.height)
+    prompts = []
+    for row, (product_id, pick) in enumerate(zip(pairs["product_id"].cast(pl.String), picks), start=1):
+        if product_id not in products:
+            raise InputError(
+                f"product {product_id!r} is not in the catalog", file=file, row=row, column="product_id"
+            )
+        product = products[product_id]
+        attributes = {**product.attributes, "caption": product.caption}
+        prompts.append(reward_prompt(RM_QUESTIONS[int(pick)], attributes, caption=caption, info=info))
+    return prompts
+
+
+def pair_examples(pairs: pl.DataFrame, prompts: Sequence[str], *, both_orders: bool) -> list[PairExample]:
+    """Examples as the pairs place the creatives, plus every pair swapped when ``both_orders``."""
+    examples = []
+    for row, prompt in zip(pairs.iter_rows(named=True), prompts):
+        label = LEFT if row["label"] == ANSWER_WORDS[LEFT] else RIGHT
+        ctr = (float(row["left_ctr"]), float(row["right_ctr"]))
+        examples.append(PairExample(row["left_image"], row["right_image"], label, ctr, prompt))
+        if both_orders:
+            examples.append(PairExample(row["right_image"], row["left_image"], 1 - label, ctr[::-1], prompt))
+    return examples
+
+
+class ImageCache:
+    """Creatives opened once and kept as RGB (tiny ads are a few KB each; a real run's are read lazily)."""
+
+    def __init__(self, keep: bool) -> None:
+        self.keep = keep
+        self._images: dict[str, Image.Image] = {}
+
+    def __call__(self, path: str) -> Image.Image:
+        if path in self._images:
+            return self._images[path]
+        image = to_rgb(open_image(path))
+        if self.keep:
+            self._images[path] = image
+        return image
+
+
+class PairCollator:
+    """PairExamples -> the RM's batch: labels and CTRs (classifier) or answer labels (generative)."""
+
+    def __init__(
+        self, processor: LlavaNextProcessor, *, pair_size: int, generative: bool, cache_images: bool = True
+    ) -> None:
+        self.processor = processor
+        self.pair_size = pair_size
+        self.generative = generative
+        self.images = ImageCache(cache_images)
+
+    def __call__(self, examples: Sequence[PairExample]) -> BatchFeature:
+        pair_images = [
+            concat_pair(self.images(e.left_image), self.images(e.right_image), self.pair_size) for e in examples
+        ]
+        prompts = [e.prompt for e in examples]
+        if self.generative:
+            answers = [ANSWER_WORDS[e.label] for e in examples]
+            return encode_rm_inputs(self.processor, pair_images, prompts, answers=answers)
+        batch = encode_rm_inputs(self.processor, pair_images, prompts)
+        batch["labels"] = torch.tensor([e.label for e in examples], dtype=torch.long)
+        batch["ctr"] = torch.tensor([e.ctr for e in examples], dtype=torch.float32)
+        return batch
+
+
+# ---------------------------------------------------------------------------------------------- command
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pairs", type=Path, required=True, help="train pairs (Parquet, caig pairs)")
+    parser.add_argument("--catalog", type=Path, required=True, help="product catalog (Parquet, caig ingest)")
+    parser.add_argument("--base", type=Path, required=True, help="backbone: the base or the pre-trained model")
+    parser.add_argument("--out", type=Path, required=True, help="model directory to write")
+    parser.add_argument("--metrics", type=Path, help="also write the run's loss and throughput (JSON)")
+
+
+def build_model(
+    variant: Variant, base: Path, cfg: DictConfig
+) -> tuple[torch.nn.Module, LlavaNextProcessor]:
+    """The model the variant trains: the plain backbone (generative) or RewardModel (classifier)."""
+    backbone, processor = load_llava(base, dtype=model_dtype(cfg))
+    if variant.kind == "generative":
+        return backbone.train(), processor
+    model = RewardModel(
+        backbone, cls_weight=variant.cls_weight, point_weight=variant.point_weight, ctr_scale=variant.ctr_scale
+    )
+    return model.train(), processor
+
+
+def run(args: argparse.Namespace, cfg: DictConfig) -> None:
+    variant = variant_of(cfg)
+    if variant.kind not in LLAVA_KINDS:
+        raise ConfigError(f"reward={variant.name} is a {variant.kind} baseline: train it with caig baseline-train")
+    start(cfg)
+    pairs = read_pairs(args.pairs)
+    products = read_catalog(args.catalog)
+    prompts = pair_prompts(
+        pairs, products, caption=variant.caption, info=variant.info, seed=int(cfg.reward.question_seed), file=args.pairs
+    )
+    examples = pair_examples(pairs, prompts, both_orders=bool(cfg.reward.both_orders))
+    training_args = training_arguments(cfg, "reward", args.out, hidden_size=text_hidden_size(args.base))
+    model, processor = build_model(variant, args.base, cfg)
+    collator = PairCollator(
+        processor,
+        pair_size=int(cfg.model.pair_image_size),
+        generative=variant.kind == "generative",
+        cache_images=cfg.preset == "tiny",
+    )
+    trainer = Trainer(model=model, args=training_args, train_dataset=examples, data_collator=collator)
+    if variant.kind == "classifier":
+        trainer.model_accepts_loss_kwargs = False  # RewardModel's loss is a batch mean: scale it per accumulation
+
+    def save(path: Path) -> None:
+        if isinstance(model, RewardModel):
+            save_reward_model(model, processor, path)
+        else:
+            save_pretrained_model(model, processor, path)
+
+    log.info("%s: %d pairs -> %d examples, %s from %s", variant.name, pairs.height, len(examples), variant.kind, args.base)
+    began = time.perf_counter()
+    metrics: dict[str, Any] = run_training(trainer, args.out, save)
+    seconds = time.perf_counter() - began
+    metrics.update(
+        variant=variant.name,
+        pairs=pairs.height,
+        examples=len(examples),
+        wall_seconds=seconds,
+        examples_per_second=metrics.get("train_samples_per_second", float("nan")),
+    )
+    if args.metrics is not None:
+        write_json(metrics, args.metrics)
+    log.info("wrote %s (loss %.4f, %.1f s)", args.out, metrics["final_loss"], seconds)
