@@ -15,11 +15,11 @@ rule benchmark_summary:
             category="Benchmarks",
         ),
         csv=f"{RUN}/tables/benchmarks.csv",
-    params:
-        bench=BENCH,
     log:
         f"{LOGS}/benchmark_summary.log",
     conda:
         ENV
+    params:
+        bench=BENCH,
     shell:
         "caig bench-summary --bench-dir {params.bench} --out {output.markdown} 2> {log}"
