@@ -40,6 +40,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench-summary": ("caig.report.benchmarks", "gather the run's per-rule benchmark records into one table"),
     "baseline-train": ("caig.reward.baselines", "train a VAM- or CG4CTR-style baseline ranker on the RM pairs"),
     "pair-ceiling": ("caig.evaluate.pairs", "Bayes ceiling of the RM test pairs and models judged by the true order (synthetic world)"),
+    "reward-tables": ("caig.report.tables", "reward-model ablation and comparison tables (Markdown, CSV, LaTeX)"),
     "launch": ("caig.launch.cli", "run a caig command as one rank per GPU (torchrun / srun), or one on CPU"),
 }
 

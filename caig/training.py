@@ -56,6 +56,9 @@ class StageSettings:
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     max_steps: int = -1
+    head_learning_rate: float | None = (
+        None  # output heads (RM heads, LM head) at their own rate; None: the same
+    )
 
     def __post_init__(self) -> None:
         checks = {
@@ -67,12 +70,15 @@ class StageSettings:
             "weight_decay": self.weight_decay >= 0,
             "max_grad_norm": self.max_grad_norm > 0,
             "max_steps": self.max_steps == -1 or self.max_steps >= 1,
+            "head_learning_rate": self.head_learning_rate is None or self.head_learning_rate > 0,
         }
         bad = [key for key, ok in checks.items() if not ok]
         if bad:
             raise ConfigError(f"train.<stage>.{bad[0]}={getattr(self, bad[0])!r} is out of range")
         if self.lr_scheduler not in SCHEDULERS:
-            raise ConfigError(f"train.<stage>.lr_scheduler={self.lr_scheduler!r} (expected one of {SCHEDULERS})")
+            raise ConfigError(
+                f"train.<stage>.lr_scheduler={self.lr_scheduler!r} (expected one of {SCHEDULERS})"
+            )
 
 
 def _plain(node: Any) -> Any:
@@ -88,7 +94,9 @@ def stage_settings(cfg: DictConfig | Mapping[str, Any], stage: str) -> StageSett
     known = set(StageSettings.__dataclass_fields__)
     unknown = sorted(set(node) - known)
     if unknown:
-        raise ConfigError(f"train.{stage}.{unknown[0]} is not a known setting (expected one of {sorted(known)})")
+        raise ConfigError(
+            f"train.{stage}.{unknown[0]} is not a known setting (expected one of {sorted(known)})"
+        )
     try:
         return StageSettings(**node)
     except TypeError as err:
@@ -113,7 +121,9 @@ def load_deepspeed_config(name: str | None) -> dict[str, Any] | None:
     path = Path(name) if str(name).endswith(".json") else DEEPSPEED_DIR / f"{name}.json"
     if not path.is_file():
         choices = sorted(p.stem for p in DEEPSPEED_DIR.glob("*.json"))
-        raise ConfigError(f"train.deepspeed={name!r}: no such DeepSpeed config {path} (expected one of {choices})")
+        raise ConfigError(
+            f"train.deepspeed={name!r}: no such DeepSpeed config {path} (expected one of {choices})"
+        )
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as err:
@@ -269,7 +279,7 @@ def training_arguments(
         save_steps=int(harness_setting(cfg, "save_steps")),
         save_total_limit=int(harness_setting(cfg, "save_total_limit")),
         dataloader_num_workers=int(harness_setting(cfg, "dataloader_num_workers")),
-        gradient_checkpointing=bool(harness_setting(cfg, "gradient_checkpointing")),
+        activation_checkpointing=bool(harness_setting(cfg, "activation_checkpointing")),
         remove_unused_columns=False,
         report_to="none",
         disable_tqdm=True,
@@ -320,5 +330,7 @@ def run_training(trainer: Trainer, output: str | Path, save: Callable[[Path], No
     finish(output)
     metrics = {key: float(value) for key, value in result.metrics.items() if isinstance(value, int | float)}
     metrics["global_step"] = float(result.global_step)
-    metrics["final_loss"] = float(result.training_loss) if math.isfinite(result.training_loss) else float("nan")
+    metrics["final_loss"] = (
+        float(result.training_loss) if math.isfinite(result.training_loss) else float("nan")
+    )
     return metrics

@@ -1,7 +1,7 @@
 """``caig pair-ceiling``: what the synthetic world's ground truth says about the reward-model test pairs.
 
     caig pair-ceiling --pairs pairs/test.parquet --truth world/truth.parquet --out reward/ceiling.json \\
-        [--predictions f_full=reward/f_full/predictions.parquet ...]
+        [--predictions f_full=reward/f_full/predictions.parquet --predictions vam=... ...]
 
 On the same test pairs the RM is scored on:
 
@@ -41,11 +41,15 @@ def read_truth(path: str | Path) -> dict[str, float]:
     try:
         table = pl.read_parquet(path, columns=list(TRUTH_COLUMNS))
     except (OSError, pl.exceptions.PolarsError) as err:
-        raise InputError(f"cannot read the truth table: {err}", file=path, expected=f"columns {TRUTH_COLUMNS}") from err
+        raise InputError(
+            f"cannot read the truth table: {err}", file=path, expected=f"columns {TRUTH_COLUMNS}"
+        ) from err
     return dict(zip(table["creative_id"].cast(pl.String).to_list(), table["true_ctr"].to_list()))
 
 
-def true_ctrs(pairs: pl.DataFrame, truth: dict[str, float], file: str | Path) -> tuple[np.ndarray, np.ndarray]:
+def true_ctrs(
+    pairs: pl.DataFrame, truth: dict[str, float], file: str | Path
+) -> tuple[np.ndarray, np.ndarray]:
     """The true CTR of the left and the right creative of every pair."""
     out = []
     for side in ("left", "right"):
@@ -53,7 +57,10 @@ def true_ctrs(pairs: pl.DataFrame, truth: dict[str, float], file: str | Path) ->
         for row, creative in enumerate(pairs[f"{side}_creative_id"].cast(pl.String), start=1):
             if creative not in truth:
                 raise InputError(
-                    f"creative {creative!r} has no true CTR", file=file, row=row, column=f"{side}_creative_id",
+                    f"creative {creative!r} has no true CTR",
+                    file=file,
+                    row=row,
+                    column=f"{side}_creative_id",
                     expected="a creative of the world truth.parquet describes",
                 )
             values.append(truth[creative])
@@ -62,7 +69,13 @@ def true_ctrs(pairs: pl.DataFrame, truth: dict[str, float], file: str | Path) ->
 
 
 def ceiling_metrics(
-    pairs: pl.DataFrame, truth: dict[str, float], *, file: str | Path, resamples: int, confidence: float, seed: int
+    pairs: pl.DataFrame,
+    truth: dict[str, float],
+    *,
+    file: str | Path,
+    resamples: int,
+    confidence: float,
+    seed: int,
 ) -> dict[str, Any]:
     """The Bayes ceiling on ``pairs`` (see the module docstring)."""
     left_true, right_true = true_ctrs(pairs, truth, file)
@@ -79,7 +92,13 @@ def ceiling_metrics(
 
 
 def model_vs_truth(
-    predictions: pl.DataFrame, truth: dict[str, float], *, file: str | Path, resamples: int, confidence: float, seed: int
+    predictions: pl.DataFrame,
+    truth: dict[str, float],
+    *,
+    file: str | Path,
+    resamples: int,
+    confidence: float,
+    seed: int,
 ) -> dict[str, Any]:
     """A model's predictions (reward-eval's predictions.parquet) judged by the true order."""
     for name in ("product_id", "left_creative_id", "right_creative_id", "p_left"):
@@ -106,8 +125,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--truth", type=Path, required=True, help="the world's truth.parquet")
     parser.add_argument("--out", type=Path, required=True, help="JSON to write")
     parser.add_argument(
-        "--predictions", type=named_path, nargs="*", default=[], metavar="NAME=PATH",
-        help="reward-eval predictions to judge by the true order",
+        "--predictions",
+        type=named_path,
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="reward-eval predictions to judge by the true order (repeat the option per model)",
     )
 
 
@@ -115,12 +138,21 @@ def run(args: argparse.Namespace, cfg: DictConfig) -> None:
     from caig.reward.train import read_pairs
 
     node = cfg.reward.eval
-    settings = {"resamples": int(node.bootstrap), "confidence": float(node.confidence), "seed": int(node.seed)}
+    settings = {
+        "resamples": int(node.bootstrap),
+        "confidence": float(node.confidence),
+        "seed": int(node.seed),
+    }
     pairs = read_pairs(args.pairs)
     truth = read_truth(args.truth)
     metrics = ceiling_metrics(pairs, truth, file=args.pairs, **settings)
     metrics["models_vs_truth"] = {
-        name: model_vs_truth(pl.read_parquet(path), truth, file=path, **settings) for name, path in args.predictions
+        name: model_vs_truth(pl.read_parquet(path), truth, file=path, **settings)
+        for name, path in args.predictions
     }
     write_json(metrics, args.out)
-    log.info("Bayes ceiling %.3f on %d test pairs", metrics["bayes_ceiling"]["accuracy"], metrics["bayes_ceiling"]["pairs"])
+    log.info(
+        "Bayes ceiling %.3f on %d test pairs",
+        metrics["bayes_ceiling"]["accuracy"],
+        metrics["bayes_ceiling"]["pairs"],
+    )

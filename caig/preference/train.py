@@ -131,7 +131,7 @@ def dpo_config(cfg: DictConfig, output_dir: Path, *, hidden_size: int, pairs: in
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         use_cpu=not on_gpu,
-        gradient_checkpointing=bool(harness_setting(cfg, "gradient_checkpointing")),
+        activation_checkpointing=bool(harness_setting(cfg, "activation_checkpointing")),
         deepspeed=deepspeed,
         max_length=None,  # truncation could cut image tokens
         remove_unused_columns=False,  # product_id and instruction feed the textual mismatch

@@ -43,11 +43,15 @@ log = get_logger("pretrain-data")
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--catalog", type=Path, help="product catalog (Parquet, from caig ingest)")
     parser.add_argument("--log", type=Path, help="click log (Parquet, from caig ingest)")
-    parser.add_argument("--creatives", type=Path, help="creative descriptions (creative_id, product_id, description)")
+    parser.add_argument(
+        "--creatives", type=Path, help="creative descriptions (creative_id, product_id, description)"
+    )
     parser.add_argument(
         "--exclude-pairs", type=Path, help="pairs file whose products are left out (the RM's test split)"
     )
-    parser.add_argument("--jsonl", type=Path, help="prepared pre-training records instead of the three tables")
+    parser.add_argument(
+        "--jsonl", type=Path, help="prepared pre-training records instead of the three tables"
+    )
     parser.add_argument("--out", type=Path, required=True, help="output folder")
 
 
@@ -69,10 +73,14 @@ def build_records(args: argparse.Namespace, cfg: DictConfig) -> list[dict]:
         return read_records(args.jsonl)
     missing = [flag for flag in ("catalog", "log", "creatives") if getattr(args, flag) is None]
     if missing:
-        raise InputError(f"--{missing[0]} is required without --jsonl", expected="--catalog, --log and --creatives")
+        raise InputError(
+            f"--{missing[0]} is required without --jsonl", expected="--catalog, --log and --creatives"
+        )
     products = read_catalog(args.catalog)
     log_table = _read(args.log, ("product_id", "creative_id", "image", "impressions", "clicks"))
-    creatives = observed_creatives(log_table, _read(args.creatives, ("creative_id", "product_id", "description")))
+    creatives = observed_creatives(
+        log_table, _read(args.creatives, ("creative_id", "product_id", "description"))
+    )
     excluded: set[str] = set()
     if args.exclude_pairs is not None:
         excluded = set(_read(args.exclude_pairs, ("product_id",))["product_id"].cast(pl.String).to_list())
@@ -87,19 +95,28 @@ def build_records(args: argparse.Namespace, cfg: DictConfig) -> list[dict]:
         exclude_products=excluded,
         seed=int(node.seed),
     )
-    log.info("%d products (%d excluded as test products), %d creatives", len(products), len(excluded), len(creatives))
+    log.info(
+        "%d products (%d excluded as test products), %d creatives",
+        len(products),
+        len(excluded),
+        len(creatives),
+    )
     return records
 
 
 def run(args: argparse.Namespace, cfg: DictConfig) -> None:
     records = build_records(args, cfg)
     if not records:
-        raise InputError("no pre-training records could be built", expected="products with described creatives")
+        raise InputError(
+            "no pre-training records could be built", expected="products with described creatives"
+        )
     counts = task_counts(records)
     families: dict[str, int] = {}
     for task, count in counts.items():
         families[TASKS[task].family] = families.get(TASKS[task].family, 0) + count
     write_records(records, args.out / "data.jsonl")
-    write_text("\n".join(text.replace("\n", " ") for text in record_texts(records)) + "\n", args.out / "corpus.txt")
+    write_text(
+        "\n".join(text.replace("\n", " ") for text in record_texts(records)) + "\n", args.out / "corpus.txt"
+    )
     write_json({"records": len(records), "tasks": counts, "families": families}, args.out / "summary.json")
     log.info("wrote %d records to %s: %s", len(records), args.out, families)

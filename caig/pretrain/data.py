@@ -58,7 +58,9 @@ TASKS: dict[str, TaskSpec] = {
     "prompt_from_none": TaskSpec("prompt_generation", "prompt_from_none", image=False),
     "prompt_optimize": TaskSpec("prompt_generation", "prompt_optimize", image=False, input=True),
     "prompt_from_image": TaskSpec("prompt_generation", "prompt_from_image", image=True),
-    "prompt_from_caption": TaskSpec("prompt_generation", "prompt_from_caption", image=False, caption=True, info=True),
+    "prompt_from_caption": TaskSpec(
+        "prompt_generation", "prompt_from_caption", image=False, caption=True, info=True
+    ),
     "prompt_from_image_caption": TaskSpec(
         "prompt_generation", "prompt_from_image_caption", image=True, caption=True, info=True
     ),
@@ -144,7 +146,9 @@ def observed_creatives(log: pl.DataFrame, creatives: pl.DataFrame) -> list[Creat
         creatives.select(pl.col("creative_id").cast(pl.String), "description"), on="creative_id", how="inner"
     )
     return [
-        Creative(r["creative_id"], r["product_id"], r["image"], r["description"], r["impressions"], r["clicks"])
+        Creative(
+            r["creative_id"], r["product_id"], r["image"], r["description"], r["impressions"], r["clicks"]
+        )
         for r in joined.sort("creative_id").iter_rows(named=True)
     ]
 
@@ -189,9 +193,7 @@ def synthetic_records(
     good = [(pid, c) for pid, items in sorted(ranked.items()) for c in items[:good_per_product]]
     # a draft to optimise: a creative outside the product's best ones, paired with the best one
     drafts = [
-        (pid, worse, items[0])
-        for pid, items in sorted(ranked.items())
-        for worse in items[good_per_product:]
+        (pid, worse, items[0]) for pid, items in sorted(ranked.items()) for worse in items[good_per_product:]
     ]
     rng = np.random.default_rng(seed)
     records: list[dict[str, Any]] = []
@@ -236,27 +238,39 @@ def synthetic_records(
 def validate_record(record: Any, *, file: str | Path | None = None, row: int | None = None) -> dict[str, Any]:
     """A record with every field present (missing optional fields as None); InputError when malformed."""
     if not isinstance(record, dict):
-        raise InputError("a record must be a JSON object", file=file, row=row, expected=f"keys {list(FIELDS)}")
+        raise InputError(
+            "a record must be a JSON object", file=file, row=row, expected=f"keys {list(FIELDS)}"
+        )
     unknown = sorted(set(record) - set(FIELDS))
     if unknown:
         raise InputError(f"unknown field {unknown[0]!r}", file=file, row=row, expected=f"only {list(FIELDS)}")
     out = {key: record.get(key) for key in FIELDS}
     task = out["task"]
     if task not in TASKS:
-        raise InputError(f"unknown task {task!r}", file=file, row=row, column="task", expected=f"one of {sorted(TASKS)}")
+        raise InputError(
+            f"unknown task {task!r}", file=file, row=row, column="task", expected=f"one of {sorted(TASKS)}"
+        )
     spec = TASKS[task]
     if not isinstance(out["target"], str) or not out["target"].strip():
         raise InputError("empty target", file=file, row=row, column="target", expected="a non-empty string")
     if spec.image and not (isinstance(out["image"], str) and out["image"]):
-        raise InputError(f"task {task!r} needs an image", file=file, row=row, column="image", expected="a path")
+        raise InputError(
+            f"task {task!r} needs an image", file=file, row=row, column="image", expected="a path"
+        )
     if not spec.image:
         out["image"] = None
     if spec.caption and not (isinstance(out["caption"], str) and out["caption"].strip()):
-        raise InputError(f"task {task!r} needs a caption", file=file, row=row, column="caption", expected="text")
+        raise InputError(
+            f"task {task!r} needs a caption", file=file, row=row, column="caption", expected="text"
+        )
     if spec.input and not (isinstance(out["input"], str) and out["input"].strip()):
-        raise InputError(f"task {task!r} needs an input prompt", file=file, row=row, column="input", expected="text")
+        raise InputError(
+            f"task {task!r} needs an input prompt", file=file, row=row, column="input", expected="text"
+        )
     if out["attributes"] is not None and not isinstance(out["attributes"], dict):
-        raise InputError("attributes must be an object", file=file, row=row, column="attributes", expected="{}")
+        raise InputError(
+            "attributes must be an object", file=file, row=row, column="attributes", expected="{}"
+        )
     if out["id"] is None:
         out["id"] = f"{task}-{row or 0:07d}"
     return out
@@ -266,7 +280,9 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
     """Records from a JSONL file; relative image paths are resolved against the file's folder."""
     path = Path(path)
     if not path.is_file():
-        raise InputError("pre-training data not found", file=path, expected="a JSONL file (docs/pretrain-data.md)")
+        raise InputError(
+            "pre-training data not found", file=path, expected="a JSONL file (docs/pretrain-data.md)"
+        )
     records = []
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
@@ -275,7 +291,9 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
             try:
                 raw = json.loads(line)
             except json.JSONDecodeError as err:
-                raise InputError(f"not JSON: {err.msg}", file=path, row=number, expected="one object per line") from err
+                raise InputError(
+                    f"not JSON: {err.msg}", file=path, row=number, expected="one object per line"
+                ) from err
             record = validate_record(raw, file=path, row=number)
             if record["image"] and not Path(record["image"]).is_absolute():
                 record["image"] = str((path.parent / record["image"]).resolve())

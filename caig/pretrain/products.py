@@ -3,8 +3,7 @@
 Shared by pre-training, the reward model (its prompt C_RM) and the prompt model, so every stage shows a
 product the same way. Attributes are every catalog column except the id and the image path; list cells
 (``a;b``) become lists and identifier-like values (``computers_appliances``) become words. The caption is
-the catalog's ``caption`` column where it exists, else a sentence written from the title, category,
-colours and tags.
+the catalog's ``caption`` column where it exists, else a sentence written from the category and colours.
 """
 
 from __future__ import annotations
@@ -60,18 +59,19 @@ def _join(items: list[str]) -> str:
 
 
 def product_caption(row: Mapping[str, object]) -> str:
-    """The catalog's caption, or one written from title, category, colours and tags."""
+    """The catalog's caption, or a short description of what the product looks like (category, colours).
+
+    The written caption leaves the title, price and tags to the other attributes, so the reward model's
+    "+ product caption" and "+ additional product information" rows add different facts.
+    """
     caption = row.get("caption")
     if isinstance(caption, str) and caption.strip():
         return " ".join(caption.split())
     attributes = product_attributes(row)
-    text = f"{attributes['title']}, a {attributes['category']} product"
+    text = f"A {attributes['category']} product"
     colors = attributes.get("colors")
     if isinstance(colors, list) and colors:
         text += f" in {_join([str(c) for c in colors])}"
-    tags = attributes.get("tags")
-    if isinstance(tags, list) and tags:
-        text += f"; {_join([str(t) for t in tags])}"
     return text + "."
 
 
@@ -84,14 +84,22 @@ def read_catalog(path: str | Path) -> dict[str, Product]:
         raise InputError(f"cannot read the catalog: {err}", file=path, expected="a Parquet catalog") from err
     missing = [name for name in REQUIRED if name not in table.columns]
     if missing:
-        raise InputError(f"catalog lacks column {missing[0]!r}", file=path, expected=f"columns {list(REQUIRED)}")
+        raise InputError(
+            f"catalog lacks column {missing[0]!r}", file=path, expected=f"columns {list(REQUIRED)}"
+        )
     products: dict[str, Product] = {}
     for number, row in enumerate(table.iter_rows(named=True), start=1):
         for name in REQUIRED:
             if row[name] is None or (isinstance(row[name], str) and not row[name].strip()):
-                raise InputError("empty value", file=path, row=number, column=name, expected="a non-empty value")
+                raise InputError(
+                    "empty value", file=path, row=number, column=name, expected="a non-empty value"
+                )
         product_id = str(row["product_id"])
         if product_id in products:
-            raise InputError(f"duplicate product_id {product_id!r}", file=path, row=number, column="product_id")
-        products[product_id] = Product(product_id, str(row["image"]), product_attributes(row), product_caption(row))
+            raise InputError(
+                f"duplicate product_id {product_id!r}", file=path, row=number, column="product_id"
+            )
+        products[product_id] = Product(
+            product_id, str(row["image"]), product_attributes(row), product_caption(row)
+        )
     return products

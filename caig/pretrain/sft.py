@@ -38,7 +38,8 @@ class InstructionDataset(torch.utils.data.Dataset):
         self.records = list(records)
         rng = np.random.default_rng(seed)
         self.question_of = [
-            questions(record["task"])[int(rng.integers(len(questions(record["task"]))))] for record in self.records
+            questions(record["task"])[int(rng.integers(len(questions(record["task"]))))]
+            for record in self.records
         ]
 
     def __len__(self) -> int:
@@ -73,7 +74,9 @@ class InstructionCollator:
             has_image = sample["image"] is not None
             if has_image:
                 images.append(to_rgb(open_image(sample["image"])))
-            texts.append(user_turn(self.processor, sample["prompt"], image=has_image) + " " + sample["target"])
+            texts.append(
+                user_turn(self.processor, sample["prompt"], image=has_image) + " " + sample["target"]
+            )
         eos = self.processor.tokenizer.eos_token
         batch = self.processor(
             images=images or None,

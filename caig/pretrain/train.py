@@ -41,7 +41,9 @@ def text_hidden_size(model_dir: Path) -> int:
     """The text model's hidden size from a checkpoint's config.json (DeepSpeed bucket sizes need it)."""
     config_file = model_dir / "config.json"
     if not config_file.is_file():
-        raise InputError("not a model directory (no config.json)", file=model_dir, expected="caig init-model output")
+        raise InputError(
+            "not a model directory (no config.json)", file=model_dir, expected="caig init-model output"
+        )
     config = json.loads(config_file.read_text())
     return int(config.get("text_config", config).get("hidden_size"))
 

@@ -60,7 +60,12 @@ def conv_trunk(channels: Sequence[int]) -> nn.Sequential:
     layers: list[nn.Module] = []
     previous = 3
     for width in channels:
-        layers += [nn.Conv2d(previous, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2)]
+        layers += [
+            nn.Conv2d(previous, width, 3, padding=1),
+            nn.BatchNorm2d(width),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        ]
         previous = width
     return nn.Sequential(*layers)
 
@@ -71,7 +76,9 @@ class VamRanker(nn.Module):
     def __init__(self, channels: Sequence[int]) -> None:
         super().__init__()
         self.trunk = conv_trunk(channels)
-        self.head = nn.Sequential(nn.Linear(channels[-1], channels[-1]), nn.ReLU(), nn.Linear(channels[-1], 2))
+        self.head = nn.Sequential(
+            nn.Linear(channels[-1], channels[-1]), nn.ReLU(), nn.Linear(channels[-1], 2)
+        )
 
     def forward(self, images: torch.Tensor, words: torch.Tensor | None = None) -> torch.Tensor:
         features = self.trunk(images).mean(dim=(2, 3))
@@ -222,7 +229,10 @@ def save_ranker(ranker: nn.Module, settings: Mapping[str, Any], out_dir: str | P
     out_dir = Path(out_dir)
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
-        save_file({k: v.detach().contiguous().cpu() for k, v in ranker.state_dict().items()}, str(tmp / WEIGHTS_FILE))
+        save_file(
+            {k: v.detach().contiguous().cpu() for k, v in ranker.state_dict().items()},
+            str(tmp / WEIGHTS_FILE),
+        )
         (tmp / SETTINGS_FILE).write_text(json.dumps(dict(settings), indent=2) + "\n")
     return out_dir
 
@@ -232,7 +242,9 @@ def load_ranker(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     path = Path(path)
     for name in (WEIGHTS_FILE, SETTINGS_FILE):
         if not (path / name).is_file():
-            raise InputError(f"not a saved baseline: {name} is missing", file=path, expected="caig baseline-train output")
+            raise InputError(
+                f"not a saved baseline: {name} is missing", file=path, expected="caig baseline-train output"
+            )
     settings = json.loads((path / SETTINGS_FILE).read_text())
     ranker = build_ranker(settings)
     ranker.load_state_dict(load_file(str(path / WEIGHTS_FILE)))
@@ -247,7 +259,11 @@ def ranker_settings(cfg: DictConfig) -> dict[str, Any]:
     assert isinstance(node, dict)
     if node.get("kind") not in KINDS:
         raise ConfigError(f"reward={node.get('name')} is not a baseline (reward.kind must be one of {KINDS})")
-    return {key: node[key] for key in ("name", "kind", "image_size", "channels", "text", "heads", "loss") if key in node}
+    return {
+        key: node[key]
+        for key in ("name", "kind", "image_size", "channels", "text", "heads", "loss")
+        if key in node
+    }
 
 
 def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
@@ -281,7 +297,9 @@ def run(args: argparse.Namespace, cfg: DictConfig) -> None:
     titles = []
     for row, product_id in enumerate(pairs["product_id"].cast(pl.String), start=1):
         if product_id not in products:
-            raise InputError(f"product {product_id!r} is not in the catalog", file=args.pairs, row=row, column="product_id")
+            raise InputError(
+                f"product {product_id!r} is not in the catalog", file=args.pairs, row=row, column="product_id"
+            )
         titles.append(str(products[product_id].attributes.get("title", "")))
     images = ImageTensors(int(settings["image_size"]), keep=cfg.preset == "tiny")
     lefts, rights = pairs["left_image"].to_list(), pairs["right_image"].to_list()
@@ -298,7 +316,10 @@ def run(args: argparse.Namespace, cfg: DictConfig) -> None:
     warmup = int(opt.warmup_ratio * total)
 
     def save_state(folder: Path, step: int) -> None:
-        torch.save({"ranker": ranker.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, folder / "state.pt")
+        torch.save(
+            {"ranker": ranker.state_dict(), "optimizer": optimizer.state_dict(), "step": step},
+            folder / "state.pt",
+        )
 
     began = time.perf_counter()
     losses: list[float] = []
@@ -330,7 +351,7 @@ def run(args: argparse.Namespace, cfg: DictConfig) -> None:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(ranker.parameters(), opt.max_grad_norm)
             optimizer.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
             loop.step_end(step + 1, save=lambda folder, done=step + 1: save_state(folder, done))
     save_ranker(ranker.cpu(), settings, args.out)
     finish(args.out)
@@ -345,4 +366,11 @@ def run(args: argparse.Namespace, cfg: DictConfig) -> None:
     }
     if args.metrics is not None:
         write_json(metrics, args.metrics)
-    log.info("%s: %d steps, loss %.4f, %.1f s -> %s", settings["name"], total, metrics["final_loss"], seconds, args.out)
+    log.info(
+        "%s: %d steps, loss %.4f, %.1f s -> %s",
+        settings["name"],
+        total,
+        metrics["final_loss"],
+        seconds,
+        args.out,
+    )

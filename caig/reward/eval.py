@@ -20,12 +20,13 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import torch
 from omegaconf import DictConfig
 
 from caig.errors import ConfigError, InputError
 from caig.instruct import ANSWER_WORDS
 from caig.io import write_json, write_parquet
-from caig.launch.dist import current
+from caig.launch.dist import current, init_distributed
 from caig.logs import get_logger
 from caig.models import load_llava
 from caig.pretrain.products import read_catalog
@@ -114,15 +115,26 @@ def score_variant(
     lefts, rights = pairs["left_image"].to_list(), pairs["right_image"].to_list()
     batch_size = int(cfg.reward.eval.batch_size)
     pair_size = int(cfg.model.pair_image_size)
+    device = torch.device("cuda", current().local_rank) if torch.cuda.is_available() else torch.device("cpu")
     if kind == "classifier":
         if not (model_dir / HEADS_FILE).is_file():
-            raise InputError("no reward heads: not a classifier reward model", file=model_dir, expected=HEADS_FILE)
+            raise InputError(
+                "no reward heads: not a classifier reward model", file=model_dir, expected=HEADS_FILE
+            )
         model, processor = load_reward_model(model_dir)
-        return score_pairs(model, processor, lefts, rights, list(prompts), pair_size=pair_size, batch_size=batch_size)
+        return score_pairs(
+            model.to(device),
+            processor,
+            lefts,
+            rights,
+            list(prompts),
+            pair_size=pair_size,
+            batch_size=batch_size,
+        )
     if kind == "generative":
         backbone, processor = load_llava(model_dir)
         return score_pairs_generative(
-            backbone,
+            backbone.to(device),
             processor,
             lefts,
             rights,
@@ -151,7 +163,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, cfg: DictConfig) -> None:
     variant = variant_of(cfg)
     configure_threads(cfg)
-    if not current().is_main:  # launched on several ranks: one scores, the others have nothing to do
+    init_distributed()
+    if not current().is_main:  # launched on several ranks: rank 0 scores, the others have nothing to do
         return
     pairs = read_pairs(args.pairs)
     products = read_catalog(args.catalog)
@@ -161,13 +174,18 @@ def run(args: argparse.Namespace, cfg: DictConfig) -> None:
     prompts: list[str] = [""] * pairs.height
     if variant.kind in LLAVA_KINDS:
         seed = int(cfg.reward.question_seed)
-        prompts = pair_prompts(pairs, products, caption=variant.caption, info=variant.info, seed=seed, file=args.pairs)
+        prompts = pair_prompts(
+            pairs, products, caption=variant.caption, info=variant.info, seed=seed, file=args.pairs
+        )
     else:
         titles = []
         for row, product_id in enumerate(pairs["product_id"].cast(pl.String), start=1):
             if product_id not in products:
                 raise InputError(
-                    f"product {product_id!r} is not in the catalog", file=args.pairs, row=row, column="product_id"
+                    f"product {product_id!r} is not in the catalog",
+                    file=args.pairs,
+                    row=row,
+                    column="product_id",
                 )
             titles.append(str(products[product_id].attributes.get("title", "")))
         pairs = pairs.with_columns(pl.Series("title", titles))
@@ -197,7 +215,9 @@ def run(args: argparse.Namespace, cfg: DictConfig) -> None:
     }
     predictions = args.predictions or args.out.parent / "predictions.parquet"
     columns = pairs.select("product_id", "left_creative_id", "right_creative_id", "label")
-    write_parquet(columns.with_columns(pl.Series("p_left", p_left), pl.Series("correct", correct)), predictions)
+    write_parquet(
+        columns.with_columns(pl.Series("p_left", p_left), pl.Series("correct", correct)), predictions
+    )
     write_json(metrics, args.out)
     log.info(
         "%s: pair accuracy %.3f [%.3f, %.3f] on %d pairs (%.1f pairs/s)",

@@ -7,7 +7,11 @@ Each pair becomes the RM's input: the two creatives resized and concatenated lef
 and C_RM = f_instruct(Q_RM, attributes), Q_RM drawn per pair from the 13-question pool with
 ``reward.question_seed``; ``reward.prompt`` decides whether the product caption and the other product
 information are shown. With ``reward.both_orders`` every pair is also shown swapped (label and CTRs
-follow), so the model cannot profit from a side.
+follow) IN THE SAME BATCH, so the model cannot profit from a side and the gradient of anything that
+does not depend on the order cancels within the batch (``train.reward.per_device_batch_size`` counts
+pairs). The output heads train at ``train.reward.head_learning_rate`` and the backbone at
+``learning_rate``; with ``reward.zero_init_heads`` the heads start at zero, so the first steps fit the
+heads to the backbone's features instead of sending random-head gradients into the backbone.
 
 ``reward.kind``:
 - ``generative``: the plain LLaVA-NeXT learns to answer "left" or "right" (LM loss on the answer), rows
@@ -41,9 +45,18 @@ from caig.logs import get_logger
 from caig.models import load_llava, save_pretrained_model
 from caig.pretrain.products import Product, read_catalog
 from caig.pretrain.train import model_dtype, text_hidden_size
-from caig.reward.model import LEFT, RIGHT, RewardModel, concat_pair, encode_rm_inputs, open_image, reward_prompt, to_rgb
+from caig.reward.model import (
+    LEFT,
+    RIGHT,
+    RewardModel,
+    concat_pair,
+    encode_rm_inputs,
+    open_image,
+    reward_prompt,
+    to_rgb,
+)
 from caig.reward.model import save_reward_model
-from caig.training import run_training, start, training_arguments
+from caig.training import run_training, stage_settings, start, training_arguments
 
 PAIR_COLUMNS = ("product_id", "left_image", "right_image", "left_ctr", "right_ctr", "label")
 LLAVA_KINDS = ("generative", "classifier")
@@ -71,7 +84,9 @@ def variant_of(cfg: DictConfig) -> Variant:
     required = ("name", "kind", "loss")
     if node is None or any(node.get(key) is None for key in required):
         missing = next(key for key in required if node is None or node.get(key) is None)
-        raise ConfigError(f"reward.{missing} is missing (choose a variant: reward=f_full, reward=a_base, ...)")
+        raise ConfigError(
+            f"reward.{missing} is missing (choose a variant: reward=f_full, reward=a_base, ...)"
+        )
     kind = str(node.kind)
     if kind not in (*LLAVA_KINDS, "vam", "cg4ctr"):
         raise ConfigError(f"reward.kind={kind!r} (expected generative, classifier, vam or cg4ctr)")
@@ -109,14 +124,20 @@ def read_pairs(path: str | Path) -> pl.DataFrame:
     try:
         table = pl.read_parquet(path)
     except (OSError, pl.exceptions.PolarsError) as err:
-        raise InputError(f"cannot read pairs: {err}", file=path, expected="a Parquet file from caig pairs") from err
+        raise InputError(
+            f"cannot read pairs: {err}", file=path, expected="a Parquet file from caig pairs"
+        ) from err
     missing = [name for name in PAIR_COLUMNS if name not in table.columns]
     if missing:
         raise InputError(f"lacks column {missing[0]!r}", file=path, expected=f"columns {list(PAIR_COLUMNS)}")
     bad = table.with_row_index("row", offset=1).filter(~pl.col("label").is_in(list(ANSWER_WORDS)))
     if bad.height:
         raise InputError(
-            f"label {bad['label'][0]!r}", file=path, row=int(bad["row"][0]), column="label", expected="left or right"
+            f"label {bad['label'][0]!r}",
+            file=path,
+            row=int(bad["row"][0]),
+            column="label",
+            expected="left or right",
         )
     if table.height == 0:
         raise InputError("no pairs", file=path, expected="at least one pair")
@@ -147,15 +168,18 @@ def pair_prompts(
     return prompts
 
 
-def pair_examples(pairs: pl.DataFrame, prompts: Sequence[str], *, both_orders: bool) -> list[PairExample]:
-    """Examples as the pairs place the creatives, plus every pair swapped when ``both_orders``."""
+def pair_examples(
+    pairs: pl.DataFrame, prompts: Sequence[str], *, both_orders: bool
+) -> list[list[PairExample]]:
+    """Per pair its examples: as the pairs place the creatives, then swapped when ``both_orders``."""
     examples = []
     for row, prompt in zip(pairs.iter_rows(named=True), prompts):
         label = LEFT if row["label"] == ANSWER_WORDS[LEFT] else RIGHT
         ctr = (float(row["left_ctr"]), float(row["right_ctr"]))
-        examples.append(PairExample(row["left_image"], row["right_image"], label, ctr, prompt))
+        group = [PairExample(row["left_image"], row["right_image"], label, ctr, prompt)]
         if both_orders:
-            examples.append(PairExample(row["right_image"], row["left_image"], 1 - label, ctr[::-1], prompt))
+            group.append(PairExample(row["right_image"], row["left_image"], 1 - label, ctr[::-1], prompt))
+        examples.append(group)
     return examples
 
 
@@ -176,7 +200,10 @@ class ImageCache:
 
 
 class PairCollator:
-    """PairExamples -> the RM's batch: labels and CTRs (classifier) or answer labels (generative)."""
+    """Pairs (each a list of its PairExamples) -> the RM's batch, a pair's orders side by side.
+
+    Classifier: ``labels`` (0 = left better) and raw ``ctr``; generative: LM labels on the answer.
+    """
 
     def __init__(
         self, processor: LlavaNextProcessor, *, pair_size: int, generative: bool, cache_images: bool = True
@@ -186,9 +213,11 @@ class PairCollator:
         self.generative = generative
         self.images = ImageCache(cache_images)
 
-    def __call__(self, examples: Sequence[PairExample]) -> BatchFeature:
+    def __call__(self, groups: Sequence[Sequence[PairExample]]) -> BatchFeature:
+        examples = [example for group in groups for example in group]
         pair_images = [
-            concat_pair(self.images(e.left_image), self.images(e.right_image), self.pair_size) for e in examples
+            concat_pair(self.images(e.left_image), self.images(e.right_image), self.pair_size)
+            for e in examples
         ]
         prompts = [e.prompt for e in examples]
         if self.generative:
@@ -204,35 +233,86 @@ class PairCollator:
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pairs", type=Path, required=True, help="train pairs (Parquet, caig pairs)")
     parser.add_argument("--catalog", type=Path, required=True, help="product catalog (Parquet, caig ingest)")
-    parser.add_argument("--base", type=Path, required=True, help="backbone: the base or the pre-trained model")
+    parser.add_argument(
+        "--base", type=Path, required=True, help="backbone: the base or the pre-trained model"
+    )
     parser.add_argument("--out", type=Path, required=True, help="model directory to write")
     parser.add_argument("--metrics", type=Path, help="also write the run's loss and throughput (JSON)")
 
 
-def build_model(
-    variant: Variant, base: Path, cfg: DictConfig
-) -> tuple[torch.nn.Module, LlavaNextProcessor]:
+HEAD_PREFIXES = ("cls_head.", "ctr_head.", "lm_head.")
+
+
+def head_parameter_groups(
+    model: torch.nn.Module, learning_rate: float, head_learning_rate: float | None
+) -> list[dict]:
+    """Optimizer groups: the output heads (RM heads, or the LM head of a generative RM) and the rest."""
+    heads, rest = [], []
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            (heads if name.startswith(HEAD_PREFIXES) else rest).append(parameter)
+    groups = [{"params": rest, "lr": learning_rate}]
+    if heads:
+        groups.append({"params": heads, "lr": head_learning_rate or learning_rate})
+    return groups
+
+
+class RewardTrainer(Trainer):
+    """HF Trainer whose AdamW gives the output heads their own learning rate."""
+
+    def __init__(self, *args: Any, head_learning_rate: float | None = None, **kwargs: Any) -> None:
+        self.head_learning_rate = head_learning_rate
+        super().__init__(*args, **kwargs)
+
+    def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
+        if self.optimizer is None:
+            args = self.args
+            self.optimizer = torch.optim.AdamW(
+                head_parameter_groups(model or self.model, args.learning_rate, self.head_learning_rate),
+                lr=args.learning_rate,
+                betas=(args.adam_beta1, args.adam_beta2),
+                eps=args.adam_epsilon,
+                weight_decay=args.weight_decay,
+            )
+        return self.optimizer
+
+
+def build_model(variant: Variant, base: Path, cfg: DictConfig) -> tuple[torch.nn.Module, LlavaNextProcessor]:
     """The model the variant trains: the plain backbone (generative) or RewardModel (classifier)."""
     backbone, processor = load_llava(base, dtype=model_dtype(cfg))
     if variant.kind == "generative":
         return backbone.train(), processor
     model = RewardModel(
-        backbone, cls_weight=variant.cls_weight, point_weight=variant.point_weight, ctr_scale=variant.ctr_scale
+        backbone,
+        cls_weight=variant.cls_weight,
+        point_weight=variant.point_weight,
+        ctr_scale=variant.ctr_scale,
     )
+    if bool(cfg.reward.zero_init_heads):
+        for head in (model.cls_head, model.ctr_head):
+            torch.nn.init.zeros_(head.weight)
     return model.train(), processor
 
 
 def run(args: argparse.Namespace, cfg: DictConfig) -> None:
     variant = variant_of(cfg)
     if variant.kind not in LLAVA_KINDS:
-        raise ConfigError(f"reward={variant.name} is a {variant.kind} baseline: train it with caig baseline-train")
+        raise ConfigError(
+            f"reward={variant.name} is a {variant.kind} baseline: train it with caig baseline-train"
+        )
     start(cfg)
     pairs = read_pairs(args.pairs)
     products = read_catalog(args.catalog)
     prompts = pair_prompts(
-        pairs, products, caption=variant.caption, info=variant.info, seed=int(cfg.reward.question_seed), file=args.pairs
+        pairs,
+        products,
+        caption=variant.caption,
+        info=variant.info,
+        seed=int(cfg.reward.question_seed),
+        file=args.pairs,
     )
     examples = pair_examples(pairs, prompts, both_orders=bool(cfg.reward.both_orders))
+    settings = stage_settings(cfg, "reward")
     training_args = training_arguments(cfg, "reward", args.out, hidden_size=text_hidden_size(args.base))
     model, processor = build_model(variant, args.base, cfg)
     collator = PairCollator(
@@ -241,9 +321,17 @@ def run(args: argparse.Namespace, cfg: DictConfig) -> None:
         generative=variant.kind == "generative",
         cache_images=cfg.preset == "tiny",
     )
-    trainer = Trainer(model=model, args=training_args, train_dataset=examples, data_collator=collator)
+    trainer = RewardTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=examples,
+        data_collator=collator,
+        head_learning_rate=settings.head_learning_rate,
+    )
     if variant.kind == "classifier":
-        trainer.model_accepts_loss_kwargs = False  # RewardModel's loss is a batch mean: scale it per accumulation
+        trainer.model_accepts_loss_kwargs = (
+            False  # RewardModel's loss is a batch mean: scale it per accumulation
+        )
 
     def save(path: Path) -> None:
         if isinstance(model, RewardModel):
@@ -251,16 +339,24 @@ def run(args: argparse.Namespace, cfg: DictConfig) -> None:
         else:
             save_pretrained_model(model, processor, path)
 
-    log.info("%s: %d pairs -> %d examples, %s from %s", variant.name, pairs.height, len(examples), variant.kind, args.base)
+    per_pair = 2 if cfg.reward.both_orders else 1
+    log.info(
+        "%s: %d pairs (%d examples each), %s from %s",
+        variant.name,
+        pairs.height,
+        per_pair,
+        variant.kind,
+        args.base,
+    )
     began = time.perf_counter()
     metrics: dict[str, Any] = run_training(trainer, args.out, save)
     seconds = time.perf_counter() - began
     metrics.update(
         variant=variant.name,
         pairs=pairs.height,
-        examples=len(examples),
+        examples=len(examples) * per_pair,
         wall_seconds=seconds,
-        examples_per_second=metrics.get("train_samples_per_second", float("nan")),
+        pairs_per_second=metrics.get("train_samples_per_second", float("nan")),
     )
     if args.metrics is not None:
         write_json(metrics, args.metrics)
