@@ -122,7 +122,12 @@ def score_variant(
                 "no reward heads: not a classifier reward model", file=model_dir, expected=HEADS_FILE
             )
         model, processor = load_reward_model(model_dir)
-        return score_pairs(
+        scorer, extra = score_pairs, {}
+    if kind == "generative":
+        model, processor = load_llava(model_dir)
+        scorer, extra = score_pairs_generative, {"method": str(cfg.reward.eval.generative_method)}
+    if kind in ("classifier", "generative"):
+        return scorer(
             model.to(device),
             processor,
             lefts,
@@ -130,18 +135,7 @@ def score_variant(
             list(prompts),
             pair_size=pair_size,
             batch_size=batch_size,
-        )
-    if kind == "generative":
-        backbone, processor = load_llava(model_dir)
-        return score_pairs_generative(
-            backbone.to(device),
-            processor,
-            lefts,
-            rights,
-            list(prompts),
-            pair_size=pair_size,
-            batch_size=batch_size,
-            method=str(cfg.reward.eval.generative_method),
+            **extra,
         )
     from caig.reward.baselines import load_ranker, score_ranker_pairs
 
