@@ -18,18 +18,17 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Mapping, Sequence
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import polars as pl
-import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from caig.errors import ConfigError, InputError
 from caig.io import atomic_path, write_text
 from caig.logs import get_logger
 from caig.report.preference import latex, markdown
+from caig.report.tables import load_paper_values
 
 log = get_logger("online-report")
 
@@ -56,16 +55,7 @@ def read_metrics(path: str | Path) -> dict[str, Any]:
 
 def paper_values(path: str | Path | None = None) -> dict[str, Any]:
     """The paper's online CTR lifts: ``{citation, values: {method: {category: percent}}}``."""
-    if path is None:
-        text = resources.files("caig.report").joinpath("paper_values.yaml").read_text()
-        where: str | Path = "caig/report/paper_values.yaml"
-    else:
-        where = Path(path)
-        try:
-            text = where.read_text()
-        except OSError as err:
-            raise InputError(f"cannot read paper values ({err})", file=where) from err
-    data = yaml.safe_load(text) or {}
+    data, where = load_paper_values(path)
     section = data.get(PAPER_KEY)
     if (
         not isinstance(section, dict)

@@ -174,20 +174,28 @@ def read_metrics(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def paper_values(path: str | Path | None = None) -> dict[str, Any]:
-    """The paper's numbers (``caig/report/paper_values.yaml`` unless ``path`` is given)."""
+def load_paper_values(path: str | Path | None = None) -> tuple[dict[str, Any], str | Path]:
+    """The parsed paper-values YAML (``caig/report/paper_values.yaml`` unless ``path``) and where it came from."""
     if path is None:
         text = resources.files("caig.report").joinpath("paper_values.yaml").read_text()
         where: str | Path = "caig/report/paper_values.yaml"
     else:
         where = Path(path)
         try:
-            text = Path(path).read_text()
+            text = where.read_text()
         except OSError as err:
             raise InputError(f"cannot read the paper's values: {err}", file=path) from err
     data = yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise InputError("not a mapping of sections", file=where, expected="caig/report/paper_values.yaml")
+    return data, where
+
+
+def paper_values(path: str | Path | None = None) -> dict[str, Any]:
+    """The paper's numbers for the reward-model tables."""
+    data, where = load_paper_values(path)
     for section in ("reward_ablation", "reward_comparison"):
-        if not isinstance(data, dict) or not isinstance(data.get(section), dict):
+        if not isinstance(data.get(section), dict):
             raise InputError(
                 f"lacks the section {section!r}", file=where, expected="caig/report/paper_values.yaml"
             )
