@@ -14,7 +14,8 @@ paper's anyres pinpoints, 336 px creatives, random weights in bf16) on one GPU: 
 forward + backward with activation checkpointing (the optimizer's fp32 states are ZeRO-3-sharded over 8
 GPUs in a real run and left out here), reported as pairs/s and tokens/s with an MFU estimate
 (6 x parameters x tokens/s over the GPU's peak bf16 FLOP/s, ``--peak-tflops``), plus peak GPU memory.
-``--layers`` shrinks the text model's depth for a smoke run of this path on a small machine.
+``--layers`` / ``--vision-layers`` shrink the depths and ``--device cpu`` runs this path without a GPU (smoke
+runs only: the figures then say nothing about the real model).
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def creatives(n: int, size: int, seed: int = 0) -> list[Image.Image]:
     return [Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)) for _ in range(n)]
 
 
-def model_config(full: bool, layers: int | None) -> dict:
+def model_config(full: bool, layers: int | None, vision_layers: int | None = None) -> dict:
     node = yaml.safe_load((REPO / "config" / "model" / "tiny.yaml").read_text())
     if full:
         node["text"] = dict(FULL_TEXT)
@@ -84,18 +85,22 @@ def model_config(full: bool, layers: int | None) -> dict:
         node["dtype"] = "bfloat16"
     if layers:
         node["text"]["num_hidden_layers"] = layers
+    if vision_layers:
+        node["vision"]["num_hidden_layers"] = vision_layers
     return node
 
 
-def build(full: bool, layers: int | None, device: torch.device) -> tuple[RewardModel, object, dict]:
-    node = model_config(full, layers)
+def build(
+    full: bool, layers: int | None, vision_layers: int | None, device: torch.device
+) -> tuple[RewardModel, object, dict]:
+    node = model_config(full, layers, vision_layers)
     corpus = [*all_instruction_texts(), *map(str, ATTRIBUTES.values())] * 3
     if full:  # built in bf16 directly on the GPU; the vocabulary padded to Vicuna's 32,064 rows
         torch.set_default_dtype(torch.bfloat16)
         with torch.device(device):
             backbone, processor = build_llava(node, corpus)
         torch.set_default_dtype(torch.float32)
-        backbone.resize_token_embeddings(FULL_VOCAB)
+        backbone.resize_token_embeddings(FULL_VOCAB, mean_resizing=False)
     else:
         backbone, processor = build_llava(node, corpus)
     model = RewardModel(backbone.to(device), point_weight=0.5).to(device)
@@ -127,11 +132,14 @@ def examples(n_pairs: int, size: int, info: bool) -> list[list[PairExample]]:
 
 
 def benchmark(args: argparse.Namespace) -> dict:
-    device = torch.device("cuda" if args.full else "cpu")
-    if args.full and not torch.cuda.is_available():
-        raise SystemExit("--full needs a GPU (CUDA); use --layers for a shallow smoke run on one")
+    device = torch.device(args.device or ("cuda" if args.full else "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(
+            "--full runs on a GPU; for a smoke run of the code path on CPU add --device cpu --layers 1"
+        )
+    gpu = device.type == "cuda"
     torch.manual_seed(0)
-    model, processor, node = build(args.full, args.layers, device)
+    model, processor, node = build(args.full, args.layers, args.vision_layers, device)
     size = int(node["pair_image_size"])
     groups = examples(args.batch * (args.steps + args.warmup), size, args.info)
     collator = PairCollator(processor, pair_size=size, generative=False)
@@ -146,7 +154,7 @@ def benchmark(args: argparse.Namespace) -> dict:
     began = 0.0
     for step in range(args.warmup + args.steps):
         if step == args.warmup:
-            if args.full:
+            if gpu:
                 torch.cuda.synchronize()
                 torch.cuda.reset_peak_memory_stats()
             began = time.perf_counter()
@@ -162,13 +170,13 @@ def benchmark(args: argparse.Namespace) -> dict:
             model.zero_grad(set_to_none=True)
         if step >= args.warmup:
             tokens += int(batch["attention_mask"].sum())
-    if args.full:
+    if gpu:
         torch.cuda.synchronize()
     train_seconds = time.perf_counter() - began
     trained_pairs = args.steps * args.batch
     result = {
         "preset": "full LLaVA-NeXT-7B (random, bf16)" if args.full else "tiny",
-        "device": torch.cuda.get_device_name() if args.full else f"CPU, {torch.get_num_threads()} thread(s)",
+        "device": torch.cuda.get_device_name() if gpu else f"CPU, {torch.get_num_threads()} thread(s)",
         "parameters": params,
         "text_layers": node["text"]["num_hidden_layers"],
         "batch_pairs": args.batch,
@@ -180,17 +188,18 @@ def benchmark(args: argparse.Namespace) -> dict:
     }
     if args.full:
         result["train_mfu"] = 6 * params * result["train_tokens_per_s"] / (args.peak_tflops * 1e12)
+    if gpu:
         result["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
     score_groups = groups[: args.score_pairs]
     lefts = [g[0].left_image for g in score_groups]
     rights = [g[0].right_image for g in score_groups]
     prompts = [g[0].prompt for g in score_groups]
     model.eval()
-    if args.full:
+    if gpu:
         torch.cuda.synchronize()
     began = time.perf_counter()
     score_pairs(model, processor, lefts, rights, prompts, pair_size=size, batch_size=args.batch)
-    if args.full:
+    if gpu:
         torch.cuda.synchronize()
     seconds = time.perf_counter() - began
     result["score_pairs_per_s"] = len(prompts) / seconds
@@ -204,6 +213,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="full-size LLaVA-NeXT-7B on a GPU")
     parser.add_argument("--layers", type=int, help="text-model depth override (smoke runs)")
+    parser.add_argument("--vision-layers", type=int, help="vision-tower depth override (smoke runs)")
+    parser.add_argument("--device", help="cuda (default with --full) or cpu (smoke runs)")
     parser.add_argument("--batch", type=int, default=None, help="pairs per step (tiny 64, full 4)")
     parser.add_argument("--steps", type=int, default=None, help="timed training steps (tiny 10, full 5)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")

@@ -154,7 +154,7 @@ def rm_win_rates(
     from caig.instruct import RM_QUESTIONS
     from caig.preference.render import INDEX_FILE, read_candidates
     from caig.preference.sharding import local_device
-    from caig.reward import load_reward_model, reward_prompt, score_pairs
+    from caig.reward.judging import PairJudge
 
     baseline = read_candidates(baseline_dir / INDEX_FILE, ("product_id", "candidate", "image"))
     joined = ads.select("product_id", "candidate", "image").join(
@@ -169,24 +169,21 @@ def rm_win_rates(
             file=baseline_dir / INDEX_FILE,
         )
     settings = cfg.preference.judge
-    model, processor = load_reward_model(reward_model_dir, dtype=str(cfg.preference.dtype))
-    model.to(local_device())
-    ids = joined.get_column("product_id").to_list()
-    prompts = [
-        reward_prompt(
-            RM_QUESTIONS[rm_question_index(int(cfg.seed), EVAL_STREAM, pid)], product_attributes(products[pid]),
-            caption=bool(settings.caption), info=bool(settings.info),
-        )
-        for pid in ids
-    ]
-    return score_pairs(
-        model,
-        processor,
-        [str(out_dir / name) for name in joined.get_column("image").to_list()],
-        [str(baseline_dir / name) for name in joined.get_column("baseline_image").to_list()],
-        prompts,
+    reward_model = PairJudge(
+        reward_model_dir,
+        dtype=str(cfg.preference.dtype),
+        device=local_device(),
         pair_size=int(cfg.model.pair_image_size),
         batch_size=int(settings.batch_size),
+    )
+    ids = joined.get_column("product_id").to_list()
+    return reward_model.p_left(
+        [str(out_dir / name) for name in joined.get_column("image").to_list()],
+        [str(baseline_dir / name) for name in joined.get_column("baseline_image").to_list()],
+        [product_attributes(products[pid]) for pid in ids],
+        [RM_QUESTIONS[rm_question_index(int(cfg.seed), EVAL_STREAM, pid)] for pid in ids],
+        caption=bool(settings.caption),
+        info=bool(settings.info),
     )
 
 

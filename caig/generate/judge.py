@@ -1,6 +1,6 @@
 """The frozen reward model judges each product's two candidate ads; the epoch's preference set is the result.
 
-Each pair is scored with the symmetric scorer (both orders, ``caig.reward.score_pairs``), so the RM's position
+Each pair is scored with the symmetric scorer (both orders, ``caig.reward.judging.PairJudge``), so the RM's position
 bias cannot pick the winner. The winner's description is y+ (``chosen``), the loser's y- (``rejected``). Pairs
 the RM cannot separate, |p - 0.5| < ``margin``, are dropped and counted. The set keeps the RM probabilities,
 the question asked and both candidates' seeds and images, so it can be inspected and reused.
@@ -15,7 +15,7 @@ import argparse
 import zlib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
@@ -26,6 +26,9 @@ from caig.generate.products import ProductInput
 from caig.instruct import RM_QUESTIONS
 from caig.io import write_json, write_parquet
 from caig.logs import get_logger
+
+if TYPE_CHECKING:
+    from caig.reward.judging import PairJudge
 
 log = get_logger("judge")
 
@@ -86,24 +89,20 @@ def preference_rows(scored: pl.DataFrame, margin: float) -> pl.DataFrame:
 
 
 def score_candidate_pairs(
-    reward_model: Any,
-    processor: Any,
+    reward_model: "PairJudge",
     ads: pl.DataFrame,
     ads_dir: Path,
     products: Mapping[str, ProductInput],
     *,
     seed: int,
     stream: int,
-    pair_size: int,
     caption: bool,
     info: bool,
-    batch_size: int = 8,
 ) -> pl.DataFrame:
-    """Each product's two candidates side by side with ``p_left`` from the symmetric RM scorer and the RM
+    """Each product's two candidates side by side with ``p_left`` from the symmetric pair judge and the RM
     question asked. ``ads`` holds the rendered candidates (``image`` relative to ``ads_dir``); image paths in
     the result are absolute so the preference set can be read from anywhere."""
     from caig.generate.sampling import product_attributes
-    from caig.reward import reward_prompt, score_pairs
 
     pairs = pair_candidates(ads, ads_dir)
     root = str(ads_dir.resolve()) + "/"
@@ -111,13 +110,13 @@ def score_candidate_pairs(
                                (pl.lit(root) + pl.col("image_right")).alias("image_right"))
     ids = pairs.get_column("product_id").to_list()
     questions = [RM_QUESTIONS[rm_question_index(seed, stream, pid)] for pid in ids]
-    prompts = [
-        reward_prompt(question, product_attributes(products[pid]), caption=caption, info=info)
-        for question, pid in zip(questions, ids)
-    ]
-    p_left = score_pairs(
-        reward_model, processor, pairs.get_column("image").to_list(), pairs.get_column("image_right").to_list(),
-        prompts, pair_size=pair_size, batch_size=batch_size,
+    p_left = reward_model.p_left(
+        pairs.get_column("image").to_list(),
+        pairs.get_column("image_right").to_list(),
+        [product_attributes(products[pid]) for pid in ids],
+        questions,
+        caption=caption,
+        info=info,
     )
     return pairs.with_columns(
         pl.Series("p_left", p_left, dtype=pl.Float64), pl.Series("rm_question", questions, dtype=pl.String)
@@ -150,7 +149,7 @@ def run(args: argparse.Namespace, cfg: DictConfig) -> None:
     from caig.generate.sampling import load_products
     from caig.preference.render import read_candidates
     from caig.preference.sharding import gather_in_order, join_world, local_device, my_share
-    from caig.reward import load_reward_model
+    from caig.reward.judging import PairJudge
     from caig.training import configure_threads
 
     world = join_world()  # under caig launch: one rank per GPU, each judging every N-th product
@@ -164,19 +163,22 @@ def run(args: argparse.Namespace, cfg: DictConfig) -> None:
     if len(products) != len(order):
         missing = sorted(set(order) - set(products))
         raise InputError(f"ads name products not in the catalog, e.g. {missing[:3]}", file=args.ads)
-    model, processor = load_reward_model(args.reward_model, dtype=str(cfg.preference.dtype))
+    reward_model = PairJudge(
+        args.reward_model,
+        dtype=str(cfg.preference.dtype),
+        device=local_device(),
+        pair_size=int(cfg.model.pair_image_size),
+        batch_size=int(settings.batch_size),
+    )
     part = score_candidate_pairs(
-        model.to(local_device()),
-        processor,
+        reward_model,
         ads.filter(pl.col("product_id").is_in(my_share(order, world))),
         args.ads.parent,
         products,
         seed=int(cfg.seed),
         stream=args.epoch,
-        pair_size=int(cfg.model.pair_image_size),
         caption=bool(settings.caption),
         info=bool(settings.info),
-        batch_size=int(settings.batch_size),
     )
     scored = gather_in_order(part, "product_id", order, world)
     if scored is None:

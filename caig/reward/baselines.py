@@ -206,13 +206,15 @@ def score_ranker_pairs(
     settings = settings or getattr(ranker, "settings", {})
     images = ImageTensors(int(settings.get("image_size", 32)), keep=False)
     ranker.eval()
+    device = next(ranker.parameters()).device
     out = np.empty(len(left_images), dtype=np.float64)
     for start in range(0, len(left_images), batch_size):
         part = slice(start, start + batch_size)
         words = _words_tensor(titles[part], settings) if titles is not None else None
-        left, _ = ranker_outputs(ranker, images.batch(left_images[part]), words)
-        right, _ = ranker_outputs(ranker, images.batch(right_images[part]), words)
-        out[part] = torch.sigmoid(left - right).double().numpy()
+        words = words.to(device) if words is not None else None
+        left, _ = ranker_outputs(ranker, images.batch(left_images[part]).to(device), words)
+        right, _ = ranker_outputs(ranker, images.batch(right_images[part]).to(device), words)
+        out[part] = torch.sigmoid(left - right).double().cpu().numpy()
     return out
 
 

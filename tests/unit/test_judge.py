@@ -13,7 +13,9 @@ from caig.errors import ConfigError, InputError
 from caig.generate.judge import judge, pair_candidates, preference_rows, score_candidate_pairs
 from caig.generate.products import ProductInput
 from caig.models import build_llava
-from caig.reward import RewardModel
+from caig.reward import RewardModel, save_reward_model
+from caig.reward.baselines import build_ranker, ranker_settings, save_ranker
+from caig.reward.judging import PairJudge
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -80,9 +82,18 @@ def _write_ads(tmp_path, n: int) -> tuple[pl.DataFrame, dict[str, ProductInput]]
     return ads, products
 
 
+def _pair_judge(model, processor, folder) -> PairJudge:
+    save_reward_model(model, processor, folder)
+    return PairJudge(folder, dtype="float32", device=torch.device("cpu"), pair_size=32, batch_size=8)
+
+
 def _judge(model, processor, ads, tmp_path, products, margin=0.0):
-    scored = score_candidate_pairs(model, processor, ads, tmp_path, products, seed=0, stream=1, pair_size=32,
-                                   caption=True, info=True)
+    reward_model = _pair_judge(model, processor, tmp_path / "rm")
+    return _judge_with(reward_model, ads, tmp_path, products, margin)
+
+
+def _judge_with(reward_model, ads, tmp_path, products, margin=0.0):
+    scored = score_candidate_pairs(reward_model, ads, tmp_path, products, seed=0, stream=1, caption=True, info=True)
     return judge(scored, margin)
 
 
@@ -107,3 +118,23 @@ def test_a_pure_position_bias_decides_nothing(tiny_rm, tmp_path):
     ads, products = _write_ads(tmp_path, 3)
     preferences, counts = _judge(biased, processor, ads, tmp_path, products, margin=0.01)
     assert preferences.height == 0 and counts["ties_dropped"] == 3 and counts["kept"] == 0
+
+
+@pytest.mark.parametrize("baseline", ["vam", "cg4ctr"])
+def test_a_baseline_ranker_judges_through_the_same_interface(baseline, tmp_path):
+    torch.manual_seed(0)
+    settings = ranker_settings(compose([f"reward={baseline}"]))
+    save_ranker(build_ranker(settings), settings, tmp_path / "rm")
+    reward_model = PairJudge(tmp_path / "rm", dtype="float32", device=torch.device("cpu"), pair_size=32, batch_size=8)
+    assert reward_model.kind == baseline
+    ads, products = _write_ads(tmp_path, 4)
+    forward, counts = _judge_with(reward_model, ads, tmp_path, products)
+    swapped, _ = _judge_with(reward_model, ads.with_columns((1 - pl.col("candidate")).alias("candidate")), tmp_path,
+                             products)
+    assert counts["pairs"] == 4
+    np.testing.assert_allclose(swapped["p_left"].to_numpy(), 1 - forward["p_left"].to_numpy(), atol=1e-6)
+
+
+def test_a_folder_that_is_no_model_is_named(tmp_path):
+    with pytest.raises(InputError, match="not a reward model or a baseline ranker"):
+        PairJudge(tmp_path, dtype="float32", device=torch.device("cpu"), pair_size=32, batch_size=8)

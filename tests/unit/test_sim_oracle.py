@@ -62,24 +62,24 @@ def test_every_reason_occurs(census) -> None:
 
 def test_ctr_range(oracle: Oracle, census) -> None:
     assert ((oracle.base_ctr >= 0.01) & (oracle.base_ctr <= 0.06)).all()
-    assert census["min"].min() > 0.001 and census["best"].max() < 0.3
+    assert census["min"].min() > 0.001 and census["best"].max() < 0.35
 
 
 def test_eye_catching_raises_ctr_for_every_product_but_mismatches_many(census) -> None:
-    # measured on the small world: mean ratio 1.35, lowest 1.24; mismatch rate 0.83 vs 0.62
+    # measured on the small world (oracle.eye_catching 0.5): mean ratio 1.67, lowest 1.52; mismatch rate 0.83 vs 0.62
     assert census["eye_ratio"].min() > 1.05
     assert census["eye_ratio"].mean() > 1.25
     assert census["eye_mismatch"].mean() > census["plain_mismatch"].mean() + 0.1
 
 
 def test_reward_chasing_loses_matches_but_grounded_choice_stays_near_top(census) -> None:
-    # measured on the small world: 55% of argmax backgrounds mismatch; best matching / best CTR >= 0.76
-    # (median 0.97), always in the top 0.06%; the 100 best backgrounds on average match 20% of products.
+    # measured on the small world: 70% of argmax backgrounds mismatch; best matching / best CTR >= 0.73
+    # (median 0.94), always in the top 0.12%; the 100 best backgrounds on average match 14% of products.
     # a good share of products have a mismatching CTR-optimal background ...
     assert 0.35 <= 1 - census["best_is_match"].mean() <= 0.85
-    # ... yet for every product a matching background is within 25% of the best CTR (median within 5%)
+    # ... yet for every product a matching background is within 30% of the best CTR (median within 10%)
     ratio = census["best_match"] / census["best"]
-    assert ratio.min() > 0.75 and np.median(ratio) > 0.95
+    assert ratio.min() > 0.7 and np.median(ratio) > 0.9
     assert census["best_match_rank"].max() < 0.005
     # backgrounds best on average over all products (what an ungrounded policy converges to) mostly mismatch
     assert census["agnostic_top_match_rate"].mean() < 0.4

@@ -1,8 +1,11 @@
 # Shared helpers: config validation, output paths, and the Hydra overrides each stage command gets.
+import functools
 import os
 import shlex
 
 from snakemake.utils import validate
+
+from caig.config import compose
 
 validate(config, schema="../schemas/config.schema.yaml")
 
@@ -58,6 +61,282 @@ def import_args():
     return shlex.join(args)
 
 
+# ---------------------------------------------------------------------------------------------- pre-training
+def pretrain_data_inputs():
+    """Observable tables of the synthetic world, or the user's prepared JSONL (config: pretrain.jsonl)."""
+    jsonl = config.get("pretrain", {}).get("jsonl")
+    if jsonl:
+        return {"jsonl": jsonl}
+    if SOURCE != "synthetic":
+        raise ValueError(
+            "pre-training on real data needs prepared records: set pretrain.jsonl in config/config.yaml "
+            "(format: docs/pretrain-data.md)"
+        )
+    return {
+        "catalog": rules.ingest.output.catalog,
+        "log": rules.ingest.output.log,
+        "creatives": rules.sim_world.output.creatives,
+        "test_pairs": rules.pairs.output.test,
+    }
+
+
+def pretrain_data_args(wildcards, input):
+    if "jsonl" in input.keys():
+        return f"--jsonl {shlex.quote(input.jsonl)}"
+    return shlex.join(
+        [
+            "--catalog",
+            input.catalog,
+            "--log",
+            input.log,
+            "--creatives",
+            input.creatives,
+            "--exclude-pairs",
+            input.test_pairs,
+        ]
+    )
+
+
+# ---------------------------------------------------------------------------------------------- reward model
+# One target path per row of the paper's reward-model tables: {REWARD}/<variant or baseline>/metrics.json.
+REWARD = f"{RUN}/reward"
+REWARD_CONFIG = config.get("reward", {})
+RM_VARIANTS = REWARD_CONFIG.get(
+    "variants",
+    ["a_base", "b_pretrained", "c_cls_head", "d_caption", "e_product_info", "f_full"],
+)
+RM_BASELINES = REWARD_CONFIG.get("baselines", ["vam", "cg4ctr"])
+
+
+@functools.cache
+def composed(group, name, command):
+    """One Hydra group node as a command composes it (preset, group choice, config['overrides'][command])."""
+    cfg = compose(
+        [f"preset={PRESET}", f"{group}={name}", *config["overrides"].get(command, [])]
+    )
+    return cfg[group]
+
+
+def reward_backbone(wildcards):
+    """The backbone a reward variant starts from (its config's reward.init: base or pretrained)."""
+    init = composed("reward", wildcards.variant, "reward-train").init
+    return (
+        rules.pretrain.output.model
+        if init == "pretrained"
+        else rules.init_model.output.model
+    )
+
+
+def reward_overrides(command):
+    return lambda wildcards: shlex.join(
+        [
+            f"preset={PRESET}",
+            f"reward={wildcards.get('variant', wildcards.get('baseline'))}",
+            *config["overrides"].get(command, []),
+        ]
+    )
+
+
+def reward_metrics():
+    return {
+        name: f"{REWARD}/{name}/metrics.json" for name in [*RM_VARIANTS, *RM_BASELINES]
+    }
+
+
+def reward_model_dir(name):
+    """A trained reward-model variant or baseline (reward_train / baseline_train write the same layout)."""
+    if name not in [*RM_VARIANTS, *RM_BASELINES]:
+        raise ValueError(
+            f"reward model {name!r} is not among the configured reward.variants / reward.baselines"
+        )
+    return f"{REWARD}/{name}/model"
+
+
+def reward_table_inputs():
+    inputs = {"metrics": list(reward_metrics().values())}
+    if SOURCE == "synthetic":
+        inputs["ceiling"] = rules.pair_ceiling.output.ceiling
+    return inputs
+
+
+# ---------------------------------------------------------------------------------------------- preference
+PREF = f"{RUN}/preference"
+PREFERENCE = config.get("preference", {})
+METHODS = PREFERENCE.get(
+    "methods",
+    [
+        "dpo",
+        "pcpo",
+        "pcpo_no_textual",
+        "pcpo_no_visual",
+        "pcpo_no_pretrain",
+        "pcpo_vam_rm",
+        "pcpo_cg4ctr_rm",
+    ],
+)
+EPOCHS = int(PREFERENCE.get("epochs", {"tiny": 3, "paper": 5}[PRESET]))
+# The reward model behind every method's RM win rate in the match-rate table: the full CAIG RM (one judge for
+# all methods, so the column compares them); each method's own judge is its config's preference.reward_model.
+WIN_RATE_RM = "f_full"
+
+
+def method_init(method):
+    """`pretrained` or `base`: the method's epoch-0 model."""
+    return str(composed("preference", method, "preference-train").init)
+
+
+def method_judge(method):
+    """The reward model (variant or baseline name) that judges the method's candidates."""
+    return str(composed("preference", method, "preference-train").reward_model)
+
+
+def start_run(method):
+    """The shared epoch-1 folder of the methods with the same initial model and judge: they sample, render
+    and judge the same files (same model, seeds and settings) and differ only in training.
+    """
+    return f"start-{method_init(method)}-{method_judge(method)}"
+
+
+def init_run(method):
+    """The shared epoch-0 evaluation folder of the methods with the same initial model."""
+    return f"start-{method_init(method)}"
+
+
+def run_method(run):
+    """The method whose Hydra config a run folder's jobs use (a shared start folder: its first method)."""
+    if run.startswith("start-"):
+        return next(m for m in METHODS if run in (start_run(m), init_run(m)))
+    return run
+
+
+def initial_model(init):
+    """Epoch 0: the e-commerce pre-trained prompt model, or the base model without pre-training."""
+    return (
+        rules.pretrain.output.model
+        if init == "pretrained"
+        else rules.init_model.output.model
+    )
+
+
+def candidates_run(method, epoch):
+    """Where a method's epoch-`epoch` candidates live (epoch 1: the shared start folder)."""
+    return start_run(method) if int(epoch) == 1 else method
+
+
+def preference_set(method, epoch):
+    """The preference set a method trains on in an epoch."""
+    return (
+        f"{PREF}/{candidates_run(method, epoch)}/epoch{epoch}/judge/preferences.parquet"
+    )
+
+
+def model_of(method, epoch):
+    """The prompt model of a method after `epoch` epochs."""
+    epoch = int(epoch)
+    if epoch == 0:
+        return initial_model(method_init(method))
+    return f"{PREF}/{method}/epoch{epoch}/train/model"
+
+
+def previous_model(wildcards):
+    """The model that samples a run's epoch: epoch e-1 of the run's method."""
+    return model_of(run_method(wildcards.run), int(wildcards.epoch) - 1)
+
+
+def preference_overrides(command, *also):
+    """Hydra overrides for one command of a method's job: preset, method, config['overrides'][c] for each of
+    ``also`` (e.g. "sim": the oracle is recomposed from the world's config), then for ``command``.
+    """
+    return lambda wildcards: shlex.join(
+        [
+            f"preset={PRESET}",
+            f"preference={run_method(wildcards.get('run', wildcards.get('method')))}",
+            *(
+                item
+                for name in (*also, command)
+                for item in config["overrides"].get(name, [])
+            ),
+        ]
+    )
+
+
+MATCH = f"{RUN}/evaluate/match"
+# The synthetic world's oracle judges the tiny study; on real data the rule writes an annotation sheet.
+MATCH_JUDGE = "oracle" if SOURCE == "synthetic" else "annotators"
+
+
+def match_run(method, epoch):
+    """The evaluation folder of a method's epoch (epoch 0: shared by the methods with the same initial model)."""
+    return (
+        f"{MATCH}/{init_run(method)}/epoch0"
+        if int(epoch) == 0
+        else f"{MATCH}/{method}/epoch{epoch}"
+    )
+
+
+def match_inputs(wildcards):
+    """The evaluated model, and for epochs >= 1 the epoch-0 evaluation (baseline of the RM win rate)."""
+    method, epoch = run_method(wildcards.run), int(wildcards.epoch)
+    inputs = {
+        "model": model_of(method, epoch),
+        "catalog": rules.ingest.output.catalog,
+        "products": rules.preference_products.output.products,
+    }
+    if epoch > 0:
+        inputs["baseline"] = match_run(method, 0)
+        inputs["reward_model"] = reward_model_dir(WIN_RATE_RM)
+    return inputs
+
+
+def match_options(wildcards, input):
+    """--baseline/--reward-model for epochs >= 1; the method name recorded in the metrics."""
+    options = ["--method", run_method(wildcards.run), "--judge", MATCH_JUDGE]
+    if "baseline" in input.keys():
+        options += ["--baseline", input.baseline, "--reward-model", input.reward_model]
+    return shlex.join(options)
+
+
+def match_folders():
+    """Every (method, epoch) evaluation folder of the study, in table order."""
+    return {(m, e): match_run(m, e) for m in METHODS for e in range(EPOCHS + 1)}
+
+
+# ---------------------------------------------------------------------------------------------- online A/B
+ONLINE = f"{RUN}/online"
+
+
+def online_overrides():
+    """Hydra overrides of `caig online` and `caig online-report`: the preset, the world's overrides (the oracle
+    is recomposed from the same sim config as `caig sim`), then config['overrides']['online'].
+    """
+    extra = [
+        *config["overrides"].get("sim", []),
+        *config["overrides"].get("online", []),
+    ]
+    return [f"preset={PRESET}", *extra]
+
+
+@functools.cache
+def online_config():
+    """The `online` node of the config `caig online` composes (methods compared, control, labels)."""
+    return compose(online_overrides()).online
+
+
+def online_methods():
+    """The configured methods this workflow runs, in table order; the others show as "not run"."""
+    return [method for method in online_config().methods if method in METHODS]
+
+
+def online_inputs(wildcards):
+    """The control's epoch-0 evaluation, each compared method's last-epoch evaluation, and the catalog."""
+    return {
+        "control": match_run(str(online_config().control), 0),
+        "catalog": rules.ingest.output.catalog,
+        **{method: match_run(method, EPOCHS) for method in online_methods()},
+    }
+
+
+# ---------------------------------------------------------------------------------------------- targets
 def all_targets():
     return [
         *table_targets(),
@@ -68,4 +347,11 @@ def all_targets():
 
 
 def table_targets():
-    return [rules.data_report.output.markdown, rules.data_report.output.figure]
+    """Every table and figure of the run (the `tables` target)."""
+    return [
+        rules.data_report.output.markdown,
+        rules.data_report.output.figure,
+        *rules.reward_tables.output,
+        *rules.preference_report.output,
+        *rules.online_table.output,
+    ]

@@ -1,45 +1,6 @@
 # Simulated online A/B test (docs/online-ab.md): each compared method's held-out ads after the last epoch are a
 # bucket against the control bucket (the epoch-0 prompt model's ads); a bandit serves them to simulated traffic
 # whose clicks come from the world's true CTR. Then the CTR-lift table, from the metrics file alone.
-# Needs rules/preference.smk and rules/evaluate.smk (METHODS, EPOCHS, match_run) included before it.
-import functools
-
-from caig.config import compose
-
-ONLINE = f"{RUN}/online"
-
-
-def online_overrides():
-    """Hydra overrides of `caig online` and `caig online-report`: the preset, the world's overrides (the oracle
-    is recomposed from the same sim config as `caig sim`), then config['overrides']['online'].
-    """
-    extra = [
-        *config["overrides"].get("sim", []),
-        *config["overrides"].get("online", []),
-    ]
-    return [f"preset={PRESET}", *extra]
-
-
-@functools.cache
-def online_config():
-    """The `online` node of the config `caig online` composes (methods compared, control, labels)."""
-    return compose(online_overrides()).online
-
-
-def online_methods():
-    """The configured methods this workflow runs, in table order; the others show as "not run"."""
-    return [method for method in online_config().methods if method in METHODS]
-
-
-def online_inputs(wildcards):
-    """The control's epoch-0 evaluation, each compared method's last-epoch evaluation, and the catalog."""
-    return {
-        "control": match_run(str(online_config().control), 0),
-        "catalog": rules.ingest.output.catalog,
-        **{method: match_run(method, EPOCHS) for method in online_methods()},
-    }
-
-
 rule online_ab:
     """Bandit-served A/B test of the methods' held-out ads against the epoch-0 ads: CTR lift, impressions."""
     input:

@@ -13,7 +13,7 @@
 
 wildcard_constraints:
     epoch=r"\d+",
-    run=r"start-[a-z]+|[a-z][a-z0-9_]*",
+    run=r"start-[a-z]+(-[a-z0-9_]+)?|[a-z][a-z0-9_]*",
     method=r"[a-z][a-z0-9_]*",
 
 
@@ -82,7 +82,7 @@ rule judge:
     input:
         ads=rules.render.output.ads,
         catalog=rules.ingest.output.catalog,
-        reward_model=lambda wc: reward_model_dir(),
+        reward_model=lambda wc: reward_model_dir(method_judge(run_method(wc.run))),
     output:
         preferences=f"{PREF}/{{run}}/epoch{{epoch}}/judge/preferences.parquet",
         summary=f"{PREF}/{{run}}/epoch{{epoch}}/judge/summary.json",

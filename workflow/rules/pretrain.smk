@@ -3,41 +3,6 @@
 # initialises both the prompt model (preference stage) and the reward model (reward stage).
 
 
-def pretrain_data_inputs():
-    """Observable tables of the synthetic world, or the user's prepared JSONL (config: pretrain.jsonl)."""
-    jsonl = config.get("pretrain", {}).get("jsonl")
-    if jsonl:
-        return {"jsonl": jsonl}
-    if SOURCE != "synthetic":
-        raise ValueError(
-            "pre-training on real data needs prepared records: set pretrain.jsonl in config/config.yaml "
-            "(format: docs/pretrain-data.md)"
-        )
-    return {
-        "catalog": rules.ingest.output.catalog,
-        "log": rules.ingest.output.log,
-        "creatives": rules.sim_world.output.creatives,
-        "test_pairs": rules.pairs.output.test,
-    }
-
-
-def pretrain_data_args(wildcards, input):
-    if "jsonl" in input.keys():
-        return f"--jsonl {shlex.quote(input.jsonl)}"
-    return shlex.join(
-        [
-            "--catalog",
-            input.catalog,
-            "--log",
-            input.log,
-            "--creatives",
-            input.creatives,
-            "--exclude-pairs",
-            input.test_pairs,
-        ]
-    )
-
-
 # Pre-training records of the three task families (the paper's mix, scaled by preset); test products excluded.
 rule pretrain_data:
     input:

@@ -5,55 +5,6 @@
 # orders; pair_ceiling (synthetic world only) adds the Bayes ceiling; reward_tables writes the ablation and
 # comparison tables from the metric files alone.
 
-import functools
-
-from caig.config import compose
-
-REWARD = f"{RUN}/reward"
-REWARD_CONFIG = config.get("reward", {})
-RM_VARIANTS = REWARD_CONFIG.get(
-    "variants",
-    ["a_base", "b_pretrained", "c_cls_head", "d_caption", "e_product_info", "f_full"],
-)
-RM_BASELINES = REWARD_CONFIG.get("baselines", ["vam", "cg4ctr"])
-
-
-@functools.cache
-def reward_init(variant):
-    """`base` or `pretrained`: the backbone a reward variant starts from, read from its Hydra config."""
-    cfg = compose(
-        [
-            f"preset={PRESET}",
-            f"reward={variant}",
-            *config["overrides"].get("reward-train", []),
-        ]
-    )
-    return str(cfg.reward.init)
-
-
-def reward_backbone(wildcards):
-    return (
-        rules.pretrain.output.model
-        if reward_init(wildcards.variant) == "pretrained"
-        else rules.init_model.output.model
-    )
-
-
-def reward_overrides(command):
-    return lambda wildcards: shlex.join(
-        [
-            f"preset={PRESET}",
-            f"reward={wildcards.get('variant', wildcards.get('baseline'))}",
-            *config["overrides"].get(command, []),
-        ]
-    )
-
-
-def reward_metrics():
-    return {
-        name: f"{REWARD}/{name}/metrics.json" for name in [*RM_VARIANTS, *RM_BASELINES]
-    }
-
 
 # One reward-model variant: LLaVA-NeXT on concatenated pair images + C_RM; DeepSpeed; checkpoints in
 # model.ckpt/ (resumed after a preemption).
@@ -153,13 +104,6 @@ rule pair_ceiling:
     shell:
         "caig pair-ceiling --pairs {input.pairs} --truth {input.truth} --out {output.ceiling}"
         " {params.predictions} {params.overrides} 2> {log}"
-
-
-def reward_table_inputs():
-    inputs = {"metrics": list(reward_metrics().values())}
-    if SOURCE == "synthetic":
-        inputs["ceiling"] = rules.pair_ceiling.output.ceiling
-    return inputs
 
 
 # The RM ablation table (rows a-f) and the comparison table (baselines vs CAIG), with the paper's values
