@@ -6,7 +6,7 @@ export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/torch_extensions
 CORES ?= 2
 
-.PHONY: setup demo test tables report lint
+.PHONY: setup demo test tables report readme lint
 
 setup:
 	@bash scripts/setup.sh
@@ -22,6 +22,9 @@ tables: setup  ## rebuild the tables and figures from finished runs
 
 report: setup  ## HTML report of a finished run
 	snakemake --report report.html
+
+readme: setup  ## put the finished tiny run's tables and figure into README.md
+	caig readme-tables --run results/tiny --readme README.md
 
 lint: setup
 	snakemake --lint

@@ -41,6 +41,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "baseline-train": ("caig.reward.baselines", "train a VAM- or CG4CTR-style baseline ranker on the RM pairs"),
     "pair-ceiling": ("caig.evaluate.pairs", "Bayes ceiling of the RM test pairs and models judged by the true order (synthetic world)"),
     "reward-tables": ("caig.report.tables", "reward-model ablation and comparison tables (Markdown, CSV, LaTeX)"),
+    "readme-tables": ("caig.report.readme", "put a finished run's tables and figure into the README"),
     "launch": ("caig.launch.cli", "run a caig command as one rank per GPU (torchrun / srun), or one on CPU"),
 }
 

@@ -259,6 +259,7 @@ def training_arguments(
     if on_cpu and precision == "fp16":
         raise ConfigError("train.precision=fp16 needs a GPU (use fp32 or bf16 on CPU)")
     return TrainingArguments(
+        ddp_find_unused_parameters=False,  # every trained parameter is used; the search costs a graph walk
         output_dir=str(checkpoint_dir(output)),
         per_device_train_batch_size=settings.per_device_batch_size,
         gradient_accumulation_steps=settings.gradient_accumulation_steps,

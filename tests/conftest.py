@@ -24,9 +24,12 @@ def snakemake_workdir(root: Path) -> Path:
     return root
 
 
-def run_snakemake(workdir: Path, *args: str, timeout: float = 1200) -> subprocess.CompletedProcess[str]:
-    """Run snakemake in ``workdir`` with the venv's tools first on PATH; never hangs past ``timeout``."""
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+def run_snakemake(
+    workdir: Path, *args: str, timeout: float = 1200, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run snakemake in ``workdir`` with the venv's tools first on PATH (plus ``env``); never hangs past
+    ``timeout``."""
+    env = {**os.environ, **(env or {}), "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     return subprocess.run(
         [str(BIN / "snakemake"), *args],
         cwd=workdir,
@@ -44,3 +47,13 @@ def caig_tiny_fixture() -> Path:
     if not (path / "tiny_dataset" / "tiny.json").is_file():
         pytest.skip(f"real CAIG fixture not found at {path} (../shared is absent)")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """``results/tiny`` of a finished tiny `all` in a scratch working directory (its parents[1]); one run per
+    test session, read by the integration tests and compared with the Slurm run by the cluster tests."""
+    workdir = snakemake_workdir(tmp_path_factory.mktemp("tiny"))
+    result = run_snakemake(workdir, "--cores", "2", "all", timeout=1800)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+    return workdir / "results" / "tiny"

@@ -59,11 +59,15 @@ def match_summary(labels: Sequence[str]) -> dict[str, Any]:
 
 
 def win_rate(p_new: np.ndarray) -> float | None:
-    """Share of comparisons the RM gives to the new ad (p > 0.5); an exact tie counts half."""
+    """Share of comparisons the RM gives to the new ad (p > 0.5); a tie (identical ads: 0.5 up to float
+    rounding, ``TIE_TOLERANCE``) counts half."""
+    from caig.reward.scoring import TIE_TOLERANCE
+
     p_new = np.asarray(p_new, dtype=np.float64)
     if p_new.size == 0:
         return None
-    return float(np.mean(np.where(p_new > 0.5, 1.0, np.where(p_new == 0.5, 0.5, 0.0))))
+    tie = np.abs(p_new - 0.5) <= TIE_TOLERANCE
+    return float(np.mean(np.where(tie, 0.5, np.where(p_new > 0.5, 1.0, 0.0))))
 
 
 # ---------------------------------------------------------------------------------------------- oracle

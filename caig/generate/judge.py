@@ -26,6 +26,7 @@ from caig.generate.products import ProductInput
 from caig.instruct import RM_QUESTIONS
 from caig.io import write_json, write_parquet
 from caig.logs import get_logger
+from caig.reward.scoring import TIE_TOLERANCE
 
 if TYPE_CHECKING:
     from caig.reward.judging import PairJudge
@@ -59,11 +60,11 @@ def pair_candidates(ads: pl.DataFrame, source: str | Path = "ads") -> pl.DataFra
 
 def preference_rows(scored: pl.DataFrame, margin: float) -> pl.DataFrame:
     """Winner/loser per scored pair (``p_left`` = P(left candidate gets more clicks)); ties, |p - 0.5| <
-    ``margin``, are dropped (an exact 0.5 is a tie even with no margin)."""
+    ``margin``, are dropped (and with no margin, 0.5 up to float rounding: identical ads)."""
     if not 0.0 <= margin < 0.5:
         raise ConfigError(f"preference.judge.margin must be in [0, 0.5), got {margin}")
     distance = (pl.col("p_left") - 0.5).abs()
-    frame = scored.filter((distance >= margin) & (distance > 0))
+    frame = scored.filter((distance >= margin) & (distance > TIE_TOLERANCE))
     pick = pl.col("p_left") >= 0.5
 
     def side(name: str, winner: bool) -> pl.Expr:

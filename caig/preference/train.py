@@ -117,6 +117,7 @@ def dpo_config(cfg: DictConfig, output_dir: Path, *, hidden_size: int, pairs: in
     steps = max(1, math.ceil(pairs / per_step) * math.ceil(settings.epochs))
     logging_steps = max(1, min(int(harness_setting(cfg, "logging_steps")), steps // 4))
     return DPOConfig(
+        ddp_find_unused_parameters=False,  # every trained parameter is used; the search costs a graph walk
         output_dir=str(output_dir),
         beta=float(cfg.preference.dpo.beta),
         learning_rate=settings.learning_rate,

@@ -204,21 +204,20 @@ def run(args: argparse.Namespace, cfg: DictConfig) -> None:
         "kind": variant.kind,
         **summary,
         "mean_p_label": float(np.mean(np.where(left_better, p_left, 1 - p_left))),
-        "scoring_seconds": seconds,
-        "pairs_per_second": pairs.height / seconds if seconds > 0 else float("nan"),
     }
     predictions = args.predictions or args.out.parent / "predictions.parquet"
     columns = pairs.select("product_id", "left_creative_id", "right_creative_id", "label")
     write_parquet(
         columns.with_columns(pl.Series("p_left", p_left), pl.Series("correct", correct)), predictions
     )
-    write_json(metrics, args.out)
+    write_json(metrics, args.out)  # measured values only: timings go to the log and the job's benchmark record
     log.info(
-        "%s: pair accuracy %.3f [%.3f, %.3f] on %d pairs (%.1f pairs/s)",
+        "%s: pair accuracy %.3f [%.3f, %.3f] on %d pairs (scored in %.1f s, %.1f pairs/s)",
         variant.name,
         metrics["accuracy"],
         metrics["ci_low"],
         metrics["ci_high"],
         metrics["pairs"],
-        metrics["pairs_per_second"],
+        seconds,
+        pairs.height / max(seconds, 1e-9),
     )

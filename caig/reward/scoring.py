@@ -28,6 +28,9 @@ from caig.reward.model import (
 )
 
 ImageLike = Image.Image | str | Path
+# |p_left - 0.5| at or below this is a tie: two identical ads give 0.5 only up to float rounding of the
+# softmax (p(left) + p(right) = 1 +- 1e-7), and that rounding must not pick a winner.
+TIE_TOLERANCE = 1e-6
 
 
 def _chunks(n: int, size: int) -> Iterator[slice]:

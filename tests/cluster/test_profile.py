@@ -48,11 +48,12 @@ def test_gpu_rules_are_the_stages_that_train_or_generate():
             "pretrain",
             "reward_train",
             "reward_eval",
-            "generate",
+            "baseline_train",
+            "sample",
             "render",
             "judge",
             "preference_train",
-            "evaluate",
+            "evaluate_match",
         ]
     )
 
@@ -79,8 +80,11 @@ def test_dry_run_shows_every_gpu_rule_on_one_full_node_and_cpu_rules_on_defaults
         assert int(got["mem_mb"]) == want.mem_mb
         assert int(got["runtime"]) == want.runtime_min  # "N * attempt" evaluated by Snakemake at attempt 1
         if rule in GPU_RULES:
-            assert (int(got["gpu"]), int(got["nodes"]), int(got["tasks_per_gpu"])) == (8, 1, 0)
-            assert int(got["cpus_per_task"]) == want.cpus_per_task and want.exclusive
+            assert (int(got["gpu"]), int(got["nodes"]), int(got["tasks_per_gpu"])) == (want.gpus, 1, 0)
+            assert int(got["cpus_per_task"]) == want.cpus_per_task
+            # every GPU rule but the small baselines and the one-process evaluation takes a whole 8-GPU node
+            one_gpu = rule in ("baseline_train", "evaluate_match") and want.gpus == 1 and not want.exclusive
+            assert (want.gpus == 8 and want.exclusive) or one_gpu
         else:
             assert "gpu" not in got and want.gpus == 0
 

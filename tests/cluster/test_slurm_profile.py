@@ -108,27 +108,62 @@ class SmallRun:
     signalled_at: datetime
 
 
-def test_tiny_dag_runs_through_the_slurm_profile_with_the_requested_resources(slurm: LocalSlurm, tmp_path):
-    profile_path = write_test_profile(tmp_path / "profile")
-    profile = yaml.safe_load(profile_path.read_text())
-    workdir = snakemake_workdir(tmp_path / "work")
+# The whole `all` through Slurm, every stage and table, on a smaller study than the local tiny run: one reward
+# variant (the full RM) and one baseline, one preference method for one epoch. The local tiny `all` runs the rest.
+SMALL_STUDY = (
+    "--config",
+    "reward={variants: [f_full], baselines: [vam]}",
+    "preference={methods: [pcpo], epochs: 1}",
+)
+# Metric files both studies compute from the same inputs and configs: two runs from scratch (here through Slurm,
+# there on local cores) must write them byte for byte the same.
+SHARED_METRICS = (
+    "reward/f_full/metrics.json",
+    "reward/vam/metrics.json",
+    "evaluate/match/start-pretrained/epoch0/metrics.json",
+    "evaluate/match/pcpo/epoch1/metrics.json",
+    "preference/start-pretrained-f_full/epoch1/judge/summary.json",
+    "pretrain/summary.json",
+    "data/summary.json",
+)
+
+
+@pytest.fixture(scope="module")
+def slurm_study(slurm: LocalSlurm, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], str]:
+    root = tmp_path_factory.mktemp("study")
+    profile_path = write_test_profile(root / "profile")
+    workdir = snakemake_workdir(root / "work")
     started = time.monotonic()
-    result = run_snakemake(workdir, "--profile", str(profile_path.parent), "all", timeout=420)
+    result = run_snakemake(workdir, "--profile", str(profile_path.parent), "all", *SMALL_STUDY, timeout=1200)
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-8000:]
     print(
         f"cluster bring-up {slurm.bring_up_seconds:.1f} s; "
-        f"tiny DAG through Slurm {time.monotonic() - started:.1f} s"
+        f"the small study's `all` through Slurm {time.monotonic() - started:.1f} s"
     )
+    return workdir, yaml.safe_load(profile_path.read_text()), log
 
-    assert (workdir / "results" / "tiny" / "reports" / "data.md").is_file()
+
+def test_all_runs_through_the_slurm_profile_with_the_requested_resources(slurm: LocalSlurm, slurm_study):
+    workdir, profile, log = slurm_study
+    run = workdir / "results" / "tiny"
+    for table in ("reward_ablation", "reward_comparison", "match_rate", "online_lift"):
+        assert (run / "tables" / f"{table}.md").is_file(), table
     records = slurm.jobs(workdir)
     threads = rule_threads(log)
     assert {rule_of(r) for r in records} == set(threads), "every submitted rule ran as a Slurm job"
+    gpu_rules = set(profile["set-resources"])
+    assert gpu_rules <= {rule_of(r) for r in records}, "every GPU rule of the profile ran"
     assert mismatches(profile, records, threads) == []
     assert {r["JobState"] for r in records} == {"COMPLETED"}
     # Job logs land where the profile says users look for them.
     assert list((workdir / "logs" / "slurm").glob("rule_*/**/*.log"))
+
+
+def test_two_runs_from_scratch_write_identical_metric_files(slurm_study, tiny_run):
+    run = slurm_study[0] / "results" / "tiny"
+    for name in SHARED_METRICS:
+        assert (run / name).read_bytes() == (tiny_run / name).read_bytes(), name
 
 
 def signal_loop_mid_run(slurm: LocalSlurm, workdir: Path, deadline: float) -> datetime:

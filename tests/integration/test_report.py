@@ -23,12 +23,7 @@ from PIL import Image, ImageStat
 
 from tests.conftest import run_snakemake
 
-pytestmark = [
-    pytest.mark.integration,
-    # Remove once rules/pretrain.smk and rules/reward.smk (issue 3) let `all` include the later stages'
-    # tables: until then the tiny `all` has only the data stage and this test has nothing to show.
-    pytest.mark.skip(reason="the tiny `all` does not yet include the reward/preference/online tables"),
-]
+pytestmark = pytest.mark.integration
 
 CHROMIUM_FLAGS = (
     "--headless",

@@ -55,6 +55,8 @@ def test_winner_loser_and_ties():
     assert first["p_chosen"] == pytest.approx(0.9) and second["p_chosen"] == pytest.approx(0.8)
     exact = preference_rows(_scored([0.5, 0.5, 0.7, 0.3]), margin=0.0)
     assert exact["product_id"].to_list() == ["P2", "P3"]  # an exact tie has no winner even without a margin
+    rounded = preference_rows(_scored([0.5 + 6e-8, 0.5 - 3e-8, 0.7, 0.3]), margin=0.0)
+    assert rounded["product_id"].to_list() == ["P2", "P3"]  # nor does a tie up to float rounding
     with pytest.raises(ConfigError):
         preference_rows(_scored([0.9]), margin=0.5)
 

@@ -46,6 +46,8 @@ def test_match_rate_on_hand_made_judgements():
 
 def test_win_rate_counts_ties_half():
     assert win_rate(np.array([0.7, 0.2, 0.5, 0.9])) == pytest.approx((1 + 0 + 0.5 + 1) / 4)
+    # identical ads score 0.5 only up to float rounding; the rounding decides nothing
+    assert win_rate(np.array([0.5 - 3e-8, 0.5 + 6e-8])) == 0.5
     assert win_rate(np.array([])) is None
 
 

@@ -1,9 +1,13 @@
 # Shared helpers: config validation, output paths, and the Hydra overrides each stage command gets.
 import functools
+import hashlib
+import json
 import os
 import shlex
 
 from snakemake.utils import validate
+
+from omegaconf import OmegaConf
 
 from caig.config import compose
 
@@ -23,6 +27,30 @@ def stage_overrides(command):
     """Hydra overrides for one `caig` command: the preset, then config['overrides'][command]."""
     extra = config["overrides"].get(command, [])
     return shlex.join([f"preset={PRESET}", *extra])
+
+
+@functools.cache
+def composed_for(overrides):
+    """The config a command composes from its overrides (one shell-quoted string), as plain data."""
+    return OmegaConf.to_container(compose(shlex.split(overrides)), resolve=True)
+
+
+@functools.cache
+def settings_digest(overrides, nodes):
+    chosen = {name: composed_for(overrides).get(name) for name in nodes}
+    text = json.dumps(chosen, sort_keys=True, default=str)
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+def settings_of(overrides, *nodes):
+    """A params value: a digest of the Hydra nodes (``nodes``) a job's command reads, as it composes them from
+    ``overrides`` (a string, or a function of the wildcards like the rule's own ``overrides`` param). Editing
+    a file of the config tree changes the digest of exactly the jobs whose settings changed, and Snakemake's
+    params rerun trigger reruns them and what depends on them.
+    """
+    if callable(overrides):
+        return lambda wildcards: settings_digest(overrides(wildcards), nodes)
+    return settings_digest(overrides, nodes)
 
 
 def parent_of(output_key):
@@ -108,18 +136,9 @@ RM_VARIANTS = REWARD_CONFIG.get(
 RM_BASELINES = REWARD_CONFIG.get("baselines", ["vam", "cg4ctr"])
 
 
-@functools.cache
-def composed(group, name, command):
-    """One Hydra group node as a command composes it (preset, group choice, config['overrides'][command])."""
-    cfg = compose(
-        [f"preset={PRESET}", f"{group}={name}", *config["overrides"].get(command, [])]
-    )
-    return cfg[group]
-
-
 def reward_backbone(wildcards):
     """The backbone a reward variant starts from (its config's reward.init: base or pretrained)."""
-    init = composed("reward", wildcards.variant, "reward-train").init
+    init = composed_for(reward_overrides("reward-train")(wildcards))["reward"]["init"]
     return (
         rules.pretrain.output.model
         if init == "pretrained"
@@ -174,20 +193,27 @@ METHODS = PREFERENCE.get(
         "pcpo_cg4ctr_rm",
     ],
 )
-EPOCHS = int(PREFERENCE.get("epochs", {"tiny": 3, "paper": 5}[PRESET]))
+EPOCHS = int(PREFERENCE.get("epochs", {"tiny": 2, "paper": 5}[PRESET]))
 # The reward model behind every method's RM win rate in the match-rate table: the full CAIG RM (one judge for
 # all methods, so the column compares them); each method's own judge is its config's preference.reward_model.
 WIN_RATE_RM = "f_full"
 
 
+def method_settings(method):
+    """The `preference` node of a method, as its training command composes it."""
+    return composed_for(preference_overrides("preference-train")({"method": method}))[
+        "preference"
+    ]
+
+
 def method_init(method):
     """`pretrained` or `base`: the method's epoch-0 model."""
-    return str(composed("preference", method, "preference-train").init)
+    return str(method_settings(method)["init"])
 
 
 def method_judge(method):
     """The reward model (variant or baseline name) that judges the method's candidates."""
-    return str(composed("preference", method, "preference-train").reward_model)
+    return str(method_settings(method)["reward_model"])
 
 
 def start_run(method):

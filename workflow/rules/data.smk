@@ -19,6 +19,7 @@ rule sim_world:
     params:
         out=parent_of("catalog"),
         overrides=stage_overrides("sim"),
+        settings=settings_of(stage_overrides("sim"), "sim", "seed"),
     shell:
         "caig sim --out {params.out} {params.overrides} 2> {log}"
 
@@ -39,6 +40,7 @@ rule import_data:
         out=parent_of("catalog"),
         args=lambda wc: import_args(),
         overrides=stage_overrides("import"),
+        settings=settings_of(stage_overrides("import"), "data"),
     shell:
         "caig import {params.layout} --log {input.log} {params.args} --out {params.out} {params.overrides} 2> {log}"
 
@@ -62,6 +64,7 @@ rule ingest:
         out=parent_of("catalog"),
         image_root=lambda wc: image_root_arg(),
         overrides=stage_overrides("ingest"),
+        settings=settings_of(stage_overrides("ingest"), "data"),
     shell:
         "caig ingest --catalog {input.catalog} --log {input.log} {params.image_root}"
         " --out {params.out} {params.overrides} 2> {log}"
@@ -85,6 +88,7 @@ rule pairs:
     params:
         out=parent_of("train"),
         overrides=stage_overrides("pairs"),
+        settings=settings_of(stage_overrides("pairs"), "data", "seed"),
     shell:
         "caig pairs --catalog {input.catalog} --log {input.log} --out {params.out} {params.overrides} 2> {log}"
 

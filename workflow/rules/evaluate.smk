@@ -18,6 +18,14 @@ rule evaluate_match:
     params:
         options=match_options,
         overrides=preference_overrides("evaluate-match", "sim"),
+        settings=settings_of(
+            preference_overrides("evaluate-match", "sim"),
+            "preference",
+            "generate",
+            "model",
+            "sim",
+            "seed",
+        ),
     shell:
         "caig evaluate-match --model {input.model} --catalog {input.catalog} --products {input.products}"
         " {params.options} --epoch {wildcards.epoch} --out {output.folder} {params.overrides} 2> {log}"

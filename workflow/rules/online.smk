@@ -22,6 +22,7 @@ rule online_ab:
         ),
         out=parent_of("metrics"),
         overrides=lambda wc: shlex.join(online_overrides()),
+        settings=settings_of(shlex.join(online_overrides()), "online", "sim", "seed"),
     shell:
         "caig online --control {input.control} {params.ads} --catalog {input.catalog} --out {params.out}"
         " {params.overrides} 2> {log}"

@@ -29,6 +29,9 @@ rule preference_products:
         ENV
     params:
         overrides=stage_overrides("preference-products"),
+        settings=settings_of(
+            stage_overrides("preference-products"), "preference", "seed"
+        ),
     shell:
         "caig preference-products --catalog {input.catalog} --out {output.products} {params.overrides} 2> {log}"
 
@@ -51,8 +54,11 @@ rule sample:
     params:
         out=parent_of("candidates"),
         overrides=preference_overrides("sample"),
+        settings=settings_of(
+            preference_overrides("sample"), "preference", "generate", "model", "seed"
+        ),
     shell:
-        "caig launch -- sample --model {input.model} --catalog {input.catalog} --products {input.products}"
+        "exec caig launch -- sample --model {input.model} --catalog {input.catalog} --products {input.products}"
         " --role train"
         " --epoch {wildcards.epoch} --out {params.out} {params.overrides} 2> {log}"
 
@@ -72,8 +78,11 @@ rule render:
         ENV
     params:
         overrides=preference_overrides("render"),
+        settings=settings_of(
+            preference_overrides("render"), "preference", "generate", "model", "seed"
+        ),
     shell:
-        "caig launch -- render --candidates {input.candidates} --catalog {input.catalog} --out {output.ads}"
+        "exec caig launch -- render --candidates {input.candidates} --catalog {input.catalog} --out {output.ads}"
         " {params.overrides} 2> {log}"
 
 
@@ -95,8 +104,11 @@ rule judge:
     params:
         out=parent_of("preferences"),
         overrides=preference_overrides("judge"),
+        settings=settings_of(
+            preference_overrides("judge"), "preference", "model", "seed"
+        ),
     shell:
-        "caig launch -- judge --ads {input.ads}/ads.parquet --catalog {input.catalog}"
+        "exec caig launch -- judge --ads {input.ads}/ads.parquet --catalog {input.catalog}"
         " --reward-model {input.reward_model}"
         " --epoch {wildcards.epoch} --out {params.out} {params.overrides} 2> {log}"
 
@@ -121,7 +133,14 @@ rule preference_train:
     params:
         out=parent_of("metrics"),
         overrides=preference_overrides("preference-train"),
+        settings=settings_of(
+            preference_overrides("preference-train"),
+            "preference",
+            "train",
+            "model",
+            "seed",
+        ),
     shell:
-        "caig launch -- preference-train --model {input.model} --reference {input.reference}"
+        "exec caig launch -- preference-train --model {input.model} --reference {input.reference}"
         " --preferences {input.preferences} --catalog {input.catalog} --out {params.out}"
         " {params.overrides} 2> {log}"

@@ -21,6 +21,7 @@ rule pretrain_data:
         args=pretrain_data_args,
         out=parent_of("data"),
         overrides=stage_overrides("pretrain-data"),
+        settings=settings_of(stage_overrides("pretrain-data"), "pretrain", "seed"),
     shell:
         "caig pretrain-data {params.args} --out {params.out} {params.overrides} 2> {log}"
 
@@ -41,6 +42,7 @@ rule init_model:
     params:
         corpus=lambda wc, input: f"--corpus {input.corpus}" if input.corpus else "",
         overrides=stage_overrides("init-model"),
+        settings=settings_of(stage_overrides("init-model"), "model", "seed"),
     shell:
         "caig init-model {params.corpus} --out {output.model} {params.overrides} 2> {log}"
 
@@ -62,6 +64,9 @@ rule pretrain:
         ENV
     params:
         overrides=stage_overrides("pretrain"),
+        settings=settings_of(
+            stage_overrides("pretrain"), "pretrain", "train", "model", "seed"
+        ),
     shell:
-        "caig launch -- pretrain --data {input.data} --base {input.base} --out {output.model}"
+        "exec caig launch -- pretrain --data {input.data} --base {input.base} --out {output.model}"
         " --metrics {output.metrics} {params.overrides} 2> {log}"

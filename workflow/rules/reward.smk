@@ -26,8 +26,11 @@ rule reward_train:
         ENV
     params:
         overrides=reward_overrides("reward-train"),
+        settings=settings_of(
+            reward_overrides("reward-train"), "reward", "train", "model", "seed"
+        ),
     shell:
-        "caig launch -- reward-train --pairs {input.pairs} --catalog {input.catalog} --base {input.base}"
+        "exec caig launch -- reward-train --pairs {input.pairs} --catalog {input.catalog} --base {input.base}"
         " --out {output.model} --metrics {output.metrics} {params.overrides} 2> {log}"
 
 
@@ -49,8 +52,11 @@ rule baseline_train:
         ENV
     params:
         overrides=reward_overrides("baseline-train"),
+        settings=settings_of(
+            reward_overrides("baseline-train"), "reward", "train", "seed"
+        ),
     shell:
-        "caig launch --gpus-per-node 1 -- baseline-train --pairs {input.pairs} --catalog {input.catalog}"
+        "exec caig launch --gpus-per-node 1 -- baseline-train --pairs {input.pairs} --catalog {input.catalog}"
         " --out {output.model} --metrics {output.metrics} {params.overrides} 2> {log}"
 
 
@@ -73,8 +79,9 @@ rule reward_eval:
         ENV
     params:
         overrides=reward_overrides("reward-eval"),
+        settings=settings_of(reward_overrides("reward-eval"), "reward", "model", "seed"),
     shell:
-        "caig launch -- reward-eval --model {input.model} --pairs {input.pairs} --catalog {input.catalog}"
+        "exec caig launch -- reward-eval --model {input.model} --pairs {input.pairs} --catalog {input.catalog}"
         " --out {output.metrics} --predictions {output.predictions} {params.overrides} 2> {log}"
 
 
@@ -101,6 +108,7 @@ rule pair_ceiling:
             for name, path in zip([*RM_VARIANTS, *RM_BASELINES], input.predictions)
         ),
         overrides=stage_overrides("pair-ceiling"),
+        settings=settings_of(stage_overrides("pair-ceiling"), "reward", "seed"),
     shell:
         "caig pair-ceiling --pairs {input.pairs} --truth {input.truth} --out {output.ceiling}"
         " {params.predictions} {params.overrides} 2> {log}"

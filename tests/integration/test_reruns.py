@@ -1,0 +1,92 @@
+"""Reruns after the finished tiny `all`: one target reruns only its own missing or outdated jobs, and an edit of
+one ablation's config reruns exactly the jobs that read it. Every check is a dry run whose jobs are counted.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, run_snakemake
+
+pytestmark = pytest.mark.integration
+
+
+def planned_jobs(workdir: Path, *args: str, env: dict[str, str] | None = None) -> Counter[str]:
+    """Jobs per rule of a dry run (Snakemake's "Job stats" table); empty when there is nothing to do."""
+    result = run_snakemake(workdir, "--cores", "2", "-n", *args, timeout=300, env=env)
+    text = result.stdout + result.stderr
+    assert result.returncode == 0, text[-4000:]
+    if "Nothing to be done" in text:
+        return Counter()
+    table = text.split("Job stats:", 1)[1].split("\n\n", 1)[0]
+    rows = re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.MULTILINE)
+    return Counter({rule: int(n) for rule, n in rows if rule != "total"})
+
+
+@pytest.fixture
+def moved_away(tiny_run):
+    """Moves a file of the finished run aside for one test and puts it back afterwards."""
+    moved: list[tuple[Path, Path]] = []
+
+    def move(relative: str) -> None:
+        path = tiny_run / relative
+        aside = path.with_name(path.name + ".aside")
+        path.rename(aside)
+        moved.append((aside, path))
+
+    yield move
+    for aside, path in moved:
+        aside.rename(path)
+
+
+ROW_TARGETS = [
+    "reward/c_cls_head/metrics.json",
+    "reward/vam/metrics.json",
+    "evaluate/match/pcpo/epoch2/metrics.json",
+    "tables/reward_ablation.md",
+    "tables/match_rate.md",
+    "tables/online_lift.md",
+    "figures/match_rate.png",
+]
+
+
+@pytest.mark.parametrize("target", ROW_TARGETS)
+def test_a_finished_row_target_has_nothing_to_do(tiny_run, target):
+    assert (tiny_run / target).is_file(), f"{target} is not a path of the tiny run"
+    assert planned_jobs(tiny_run.parents[1], f"results/tiny/{target}") == Counter()
+
+
+def test_a_missing_row_reruns_only_its_own_job(tiny_run, moved_away):
+    moved_away("reward/c_cls_head/metrics.json")
+    workdir = tiny_run.parents[1]
+    assert planned_jobs(workdir, "results/tiny/reward/c_cls_head/metrics.json") == Counter(reward_eval=1)
+    # the tables read it: `tables` reruns the evaluation, the ceiling and the two tables, and trains nothing
+    assert planned_jobs(workdir, "tables") == Counter(
+        reward_eval=1, pair_ceiling=1, reward_tables=1, tables=1
+    )
+
+
+def test_tables_rebuild_from_metric_files_alone(tiny_run, moved_away):
+    moved_away("tables/match_rate.md")
+    moved_away("tables/online_lift.md")
+    assert planned_jobs(tiny_run.parents[1], "tables") == Counter(
+        preference_report=1, online_table=1, tables=1
+    )
+
+
+def test_editing_one_ablation_reruns_exactly_its_dependents(tiny_run, tmp_path):
+    tree = tmp_path / "config"
+    shutil.copytree(REPO / "config", tree)
+    variant = tree / "reward" / "c_cls_head.yaml"
+    variant.write_text(variant.read_text() + "loss:\n  cls_weight: 0.9\n")
+    planned = planned_jobs(tiny_run.parents[1], "all", env={"CAIG_CONFIG_DIR": str(tree)})
+    # (c)'s training and evaluation, and what reads its predictions or metrics; no other variant, nothing
+    # upstream, nothing of the preference stage (it is judged by (f))
+    assert planned == Counter(
+        reward_train=1, reward_eval=1, pair_ceiling=1, reward_tables=1, benchmark_summary=1, all=1
+    )

@@ -1,0 +1,42 @@
+"""The README's generated block: the run's tables in study order, markers kept, nothing else touched."""
+
+from __future__ import annotations
+
+import pytest
+
+from caig.errors import InputError
+from caig.report.readme import BEGIN, END, TABLES, generated_block, replace_block
+
+
+def fake_run(root, names=None):
+    (root / "tables").mkdir(parents=True)
+    for _, name in TABLES if names is None else [(None, n) for n in names]:
+        (root / "tables" / name).write_text(f"| {name} |\n|---|\n| 1 |\n")
+    return root
+
+
+def test_block_holds_every_table_in_order_and_the_figure(tmp_path):
+    run = fake_run(tmp_path / "results" / "tiny")
+    figure = tmp_path / "docs" / "figures" / "match_rate_tiny.png"
+    block = generated_block(run, tmp_path / "README.md", figure)
+    positions = [block.index(f"| {name} |") for _, name in TABLES]
+    assert positions == sorted(positions)
+    assert block.startswith(BEGIN) and block.endswith(END)
+    assert "](docs/figures/match_rate_tiny.png)" in block
+
+
+def test_replace_keeps_the_text_around_the_markers(tmp_path):
+    text = f"intro\n{BEGIN}\nold\n{END}\noutro\n"
+    assert replace_block(text, f"{BEGIN}\nnew\n{END}", tmp_path / "README.md") == f"intro\n{BEGIN}\nnew\n{END}\noutro\n"
+
+
+@pytest.mark.parametrize("text", ["no markers", f"{END}\n{BEGIN}", f"{BEGIN}{BEGIN}{END}"])
+def test_bad_markers_are_named(tmp_path, text):
+    with pytest.raises(InputError, match="BEGIN generated"):
+        replace_block(text, "x", tmp_path / "README.md")
+
+
+def test_a_missing_table_names_its_file(tmp_path):
+    run = fake_run(tmp_path / "run", names=["reward_ablation.md"])
+    with pytest.raises(InputError, match="reward_comparison.md"):
+        generated_block(run, tmp_path / "README.md", tmp_path / "figure.png")
