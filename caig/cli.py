@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "judge": ("caig.generate.judge", "let the frozen reward model pick y+ / y- per product: the preference set"),
     "preference-train": ("caig.preference.train", "one DPO/PCPO epoch (LoRA, merged at the end)"),
     "evaluate-match": ("caig.evaluate.match", "match rate, oracle CTR and RM win rate of a prompt model"),
+    "judge-audit": ("caig.evaluate.judge_audit", "check every preference set against the synthetic world's truth (reward hacking)"),
     "preference-report": ("caig.report.preference", "match-rate table, figure and contact sheet of the methods"),
     "online": ("caig.evaluate.online", "simulated online A/B: each method's ads served by a bandit, CTR lift vs control"),
     "online-report": ("caig.report.online", "online CTR-lift table by category (paper values beside ours)"),

@@ -256,6 +256,11 @@ def preference_set(method, epoch):
     )
 
 
+def preference_sets():
+    """Every (method, epoch) preference set of the study, in table order (epoch 1 may be a shared file)."""
+    return {(m, e): preference_set(m, e) for m in METHODS for e in range(1, EPOCHS + 1)}
+
+
 def model_of(method, epoch):
     """The prompt model of a method after `epoch` epochs."""
     epoch = int(epoch)
@@ -380,4 +385,5 @@ def table_targets():
         *rules.reward_tables.output,
         *rules.preference_report.output,
         *rules.online_table.output,
+        *(rules.judge_audit.output if SOURCE == "synthetic" else []),
     ]

@@ -69,3 +69,34 @@ rule preference_report:
     shell:
         "caig preference-report --tables {params.tables} --figures {params.figures} {params.runs}"
         " {params.overrides} 2> {log}"
+
+
+# Synthetic world only: every epoch's preference set against the truth (did the judge teach reward hacking?).
+rule judge_audit:
+    input:
+        preferences=lambda wc: list(preference_sets().values()),
+        catalog=rules.ingest.output.catalog,
+    output:
+        markdown=report(
+            f"{RUN}/tables/judge_audit.md",
+            caption="../report/judge_audit.rst",
+            category="Preference",
+        ),
+        csv=f"{RUN}/tables/judge_audit.csv",
+        latex=f"{RUN}/tables/judge_audit.tex",
+    log:
+        f"{LOGS}/judge_audit.log",
+    conda:
+        ENV
+    params:
+        sets=lambda wc: shlex.join(
+            arg
+            for (m, e), path in preference_sets().items()
+            for arg in ("--preferences", f"{m}:{e}={path}")
+        ),
+        tables=parent_of("markdown"),
+        overrides=stage_overrides("judge-audit"),
+        settings=settings_of(stage_overrides("judge-audit"), "sim", "seed"),
+    shell:
+        "caig judge-audit {params.sets} --catalog {input.catalog} --tables {params.tables}"
+        " {params.overrides} 2> {log}"
