@@ -40,3 +40,29 @@ def test_a_missing_table_names_its_file(tmp_path):
     run = fake_run(tmp_path / "run", names=["reward_ablation.md"])
     with pytest.raises(InputError, match="reward_comparison.md"):
         generated_block(run, tmp_path / "README.md", tmp_path / "figure.png")
+
+
+def test_the_command_writes_the_readme_and_exits_cleanly_through_the_fast_exit(tmp_path):
+    """`python -m caig` ends with os._exit after main: the output and the last log line must still be there."""
+    import subprocess
+    import sys
+
+    run = fake_run(tmp_path / "results" / "tiny")
+    (run / "figures").mkdir()
+    (run / "figures" / "match_rate.png").write_bytes(b"png")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"top\n{BEGIN}\n{END}\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "caig", "readme-tables", "--run", str(run), "--readme", str(readme),
+         "--figures", str(tmp_path / "docs" / "figures")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "written between the markers" in done.stderr
+    assert "| reward_ablation.md |" in readme.read_text()
+    assert (tmp_path / "docs" / "figures" / "match_rate_tiny.png").read_bytes() == b"png"
+    failed = subprocess.run(
+        [sys.executable, "-m", "caig", "readme-tables", "--run", str(tmp_path / "nowhere"), "--readme", str(readme)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert failed.returncode == 2 and "error" in failed.stderr
