@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -26,12 +27,18 @@ BEGIN = "<!-- BEGIN generated: results -->"
 END = "<!-- END generated: results -->"
 # (heading, file under <run>/tables/) in the order the README shows them
 TABLES = (
-    ("Reward model: ablation (paper Table 3)", "reward_ablation.md"),
+    ("Reward model: ablation", "reward_ablation.md"),
     ("Reward model: against the baselines", "reward_comparison.md"),
     ("Preference stage: match rate over epochs", "match_rate.md"),
+    ("Preference stage: what each epoch's judge taught (synthetic world)", "judge_audit.md"),
     ("Simulated online A/B: CTR lift over the pre-trained prompt model", "online_lift.md"),
 )
 FIGURE = ("figures", "match_rate.png")
+
+
+def demoted(markdown: str) -> str:
+    """A table file's own headings moved below the README's section level (``#`` -> ``#####``)."""
+    return re.sub(r"^(#{1,6}) ", lambda m: "#" * min(len(m.group(1)) + 4, 6) + " ", markdown, flags=re.MULTILINE)
 
 
 def generated_block(run: Path, readme: Path, figure: Path) -> str:
@@ -41,7 +48,7 @@ def generated_block(run: Path, readme: Path, figure: Path) -> str:
         path = run / "tables" / name
         if not path.is_file():
             raise InputError("the run has no such table (has `snakemake all` finished?)", file=path)
-        parts += [f"#### {heading}", "", path.read_text().strip(), ""]
+        parts += [f"#### {heading}", "", demoted(path.read_text().strip()), ""]
     relative = Path(os.path.relpath(figure.resolve(), readme.resolve().parent)).as_posix()
     parts += [f"![Match rate over epochs]({relative})", "", END]
     return "\n".join(parts)

@@ -110,11 +110,7 @@ class SmallRun:
 
 # The whole `all` through Slurm, every stage and table, on a smaller study than the local tiny run: one reward
 # variant (the full RM) and one baseline, one preference method for one epoch. The local tiny `all` runs the rest.
-SMALL_STUDY = (
-    "--config",
-    "reward={variants: [f_full], baselines: [vam]}",
-    "preference={methods: [pcpo], epochs: 1}",
-)
+SMALL_STUDY = {"reward": {"variants": ["f_full"], "baselines": ["vam"]}, "preference": {"methods": ["pcpo"], "epochs": 1}}
 # Metric files both studies compute from the same inputs and configs: two runs from scratch (here through Slurm,
 # there on local cores) must write them byte for byte the same.
 SHARED_METRICS = (
@@ -124,7 +120,8 @@ SHARED_METRICS = (
     "evaluate/match/pcpo/epoch1/metrics.json",
     "preference/start-pretrained-f_full/epoch1/judge/summary.json",
     "pretrain/summary.json",
-    "data/summary.json",
+    "pairs/summary.json",
+    "data/ingest_report.json",
 )
 
 
@@ -133,8 +130,12 @@ def slurm_study(slurm: LocalSlurm, tmp_path_factory: pytest.TempPathFactory) -> 
     root = tmp_path_factory.mktemp("study")
     profile_path = write_test_profile(root / "profile")
     workdir = snakemake_workdir(root / "work")
+    study = root / "study.yaml"  # merged over config/config.yaml
+    study.write_text(yaml.safe_dump(SMALL_STUDY))
     started = time.monotonic()
-    result = run_snakemake(workdir, "--profile", str(profile_path.parent), "all", *SMALL_STUDY, timeout=1200)
+    result = run_snakemake(
+        workdir, "--profile", str(profile_path.parent), "--configfile", str(study), "--", "all", timeout=1200
+    )
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-8000:]
     print(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from caig.errors import InputError
-from caig.report.readme import BEGIN, END, TABLES, generated_block, replace_block
+from caig.report.readme import BEGIN, END, TABLES, demoted, generated_block, replace_block
 
 
 def fake_run(root, names=None):
@@ -66,3 +66,7 @@ def test_the_command_writes_the_readme_and_exits_cleanly_through_the_fast_exit(t
         capture_output=True, text=True, timeout=120,
     )
     assert failed.returncode == 2 and "error" in failed.stderr
+
+
+def test_table_headings_sit_below_the_readme_sections():
+    assert demoted("# Title\n\n## Part\ntext # not a heading\n") == "##### Title\n\n###### Part\ntext # not a heading\n"

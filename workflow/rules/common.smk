@@ -320,8 +320,10 @@ def match_inputs(wildcards):
 
 
 def match_options(wildcards, input):
-    """--baseline/--reward-model for epochs >= 1; the method name recorded in the metrics."""
-    options = ["--method", run_method(wildcards.run), "--judge", MATCH_JUDGE]
+    """--baseline/--reward-model for epochs >= 1; the run name recorded in the metrics."""
+    # the run folder's name: a method, or for a shared epoch-0 folder its own name (start-<init>), so that
+    # folder's files do not depend on which methods the study runs
+    options = ["--method", wildcards.run, "--judge", MATCH_JUDGE]
     if "baseline" in input.keys():
         options += ["--baseline", input.baseline, "--reward-model", input.reward_model]
     return shlex.join(options)
