@@ -110,3 +110,14 @@ def test_judge_audit_checks_every_preference_set_against_the_truth(tiny_run):
     audit = pl.read_csv(tiny_run / "tables" / "judge_audit.csv")
     assert sorted(zip(audit["method"], audit["epoch"])) == sorted((m, e) for m in METHODS for e in (1, 2))
     assert audit["truth_agreement"].is_between(0, 1).all() and (audit["pairs"] > 0).all()
+
+
+def test_a_study_without_baselines_or_ablations_plans_cleanly(tmp_path):
+    """config.yaml may drop rows: no baseline and only the full RM still form one unambiguous DAG."""
+    workdir = snakemake_workdir(tmp_path)
+    study = tmp_path / "study.yaml"
+    study.write_text("reward: {variants: [f_full], baselines: []}\npreference: {methods: [pcpo], epochs: 1}\n")
+    result = run_snakemake(workdir, "-n", "--configfile", str(study), "--", "all", timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    text = result.stdout + result.stderr
+    assert "baseline_train" not in text and "reward_train" in text

@@ -3,6 +3,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import shlex
 
 from snakemake.utils import validate
@@ -51,6 +52,11 @@ def settings_of(overrides, *nodes):
     if callable(overrides):
         return lambda wildcards: settings_digest(overrides(wildcards), nodes)
     return settings_digest(overrides, nodes)
+
+
+def one_of(names):
+    """A wildcard constraint matching exactly these names (none: a pattern that never matches)."""
+    return "|".join(re.escape(name) for name in names) or "(?!)"
 
 
 def parent_of(output_key):

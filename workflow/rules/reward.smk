@@ -21,7 +21,7 @@ rule reward_train:
     benchmark:
         f"{BENCH}/reward_train/{{variant}}.tsv"
     wildcard_constraints:
-        variant="|".join(RM_VARIANTS),
+        variant=one_of(RM_VARIANTS),
     conda:
         ENV
     params:
@@ -47,7 +47,7 @@ rule baseline_train:
     benchmark:
         f"{BENCH}/baseline_train/{{baseline}}.tsv"
     wildcard_constraints:
-        baseline="|".join(RM_BASELINES),
+        baseline=one_of(RM_BASELINES),
     conda:
         ENV
     params:
@@ -74,7 +74,7 @@ rule reward_eval:
     benchmark:
         f"{BENCH}/reward_eval/{{variant}}.tsv"
     wildcard_constraints:
-        variant="|".join([*RM_VARIANTS, *RM_BASELINES]),
+        variant=one_of([*RM_VARIANTS, *RM_BASELINES]),
     conda:
         ENV
     params:
