@@ -82,6 +82,27 @@ def _finish(shape_1d: bool, shown: np.ndarray, clicks: np.ndarray) -> Served:
     return Served(shown[0], clicks[0]) if shape_1d else Served(shown, clicks)
 
 
+Allocate = Callable[[np.ndarray, np.ndarray, int], np.ndarray]
+
+
+def _serve_in_rounds(
+    arms_ctr: np.ndarray, impressions: int, rounds: int, rng: np.random.Generator, allocate: Allocate
+) -> Served:
+    """The loop every bandit shares: per round, ``allocate(shown, clicks, size)`` splits the round's ``size``
+    impressions of each product over its arms from the counts so far; clicks are drawn from the true CTR."""
+    one = np.ndim(arms_ctr) == 1
+    ctr = _as_arms(arms_ctr)
+    shown = np.zeros(ctr.shape, dtype=np.int64)
+    clicks = np.zeros(ctr.shape, dtype=np.int64)
+    for size in round_sizes(int(impressions), int(rounds)):
+        if size == 0:
+            continue
+        batch = allocate(shown, clicks, int(size))
+        clicks += rng.binomial(batch, ctr)
+        shown += batch
+    return _finish(one, shown, clicks)
+
+
 def thompson_sampling(
     arms_ctr: np.ndarray,
     impressions: int,
@@ -96,25 +117,18 @@ def thompson_sampling(
     updated after each of ``rounds`` batches (delayed feedback, as a production bandit); ``rounds`` equal to
     ``impressions`` is the textbook one-at-a-time bandit. ``arms_ctr`` is (arms,) or (products, arms).
     """
-    one = np.ndim(arms_ctr) == 1
-    ctr = _as_arms(arms_ctr)
     a0, b0 = (float(v) for v in prior)
     if a0 <= 0 or b0 <= 0:
         raise ValueError(f"Beta prior parameters must be > 0, got {prior}")
-    products, arms = ctr.shape
-    shown = np.zeros((products, arms), dtype=np.int64)
-    clicks = np.zeros((products, arms), dtype=np.int64)
-    for size in round_sizes(int(impressions), int(rounds)):
-        if size == 0:
-            continue
+
+    def allocate(shown: np.ndarray, clicks: np.ndarray, size: int) -> np.ndarray:
+        products, arms = shown.shape
         alpha = (a0 + clicks)[:, None, :]
         beta = (b0 + shown - clicks)[:, None, :]
-        draws = rng.beta(alpha, beta, size=(products, int(size), arms))
-        chosen = draws.argmax(axis=2)
-        batch = np.stack([(chosen == k).sum(axis=1) for k in range(arms)], axis=1)
-        clicks += rng.binomial(batch, ctr)
-        shown += batch
-    return _finish(one, shown, clicks)
+        chosen = rng.beta(alpha, beta, size=(products, size, arms)).argmax(axis=2)
+        return np.stack([(chosen == k).sum(axis=1) for k in range(arms)], axis=1)
+
+    return _serve_in_rounds(arms_ctr, impressions, rounds, rng, allocate)
 
 
 def epsilon_greedy(
@@ -131,26 +145,20 @@ def epsilon_greedy(
     Ties between posterior means are broken at random; the first batch (no data yet) is therefore uniform
     in expectation.
     """
-    one = np.ndim(arms_ctr) == 1
-    ctr = _as_arms(arms_ctr)
     if not 0 <= epsilon <= 1:
         raise ValueError(f"epsilon must lie in [0, 1], got {epsilon}")
     a0, b0 = (float(v) for v in prior)
-    products, arms = ctr.shape
-    shown = np.zeros((products, arms), dtype=np.int64)
-    clicks = np.zeros((products, arms), dtype=np.int64)
-    for size in round_sizes(int(impressions), int(rounds)):
-        if size == 0:
-            continue
+
+    def allocate(shown: np.ndarray, clicks: np.ndarray, size: int) -> np.ndarray:
+        products, arms = shown.shape
         mean = (a0 + clicks) / (a0 + b0 + shown)
         best = mean == mean.max(axis=1, keepdims=True)
         greedy = (best * (1 + rng.random(best.shape))).argmax(axis=1)  # a random one of the tied best
         p = np.full((products, arms), epsilon / arms)
         p[np.arange(products), greedy] += 1 - epsilon
-        batch = rng.multinomial(int(size), p)
-        clicks += rng.binomial(batch, ctr)
-        shown += batch
-    return _finish(one, shown, clicks)
+        return rng.multinomial(size, p)
+
+    return _serve_in_rounds(arms_ctr, impressions, rounds, rng, allocate)
 
 
 def uniform_allocation(arms_ctr: np.ndarray, impressions: int, rng: np.random.Generator) -> Served:
