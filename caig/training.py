@@ -207,11 +207,22 @@ def validate_deepspeed_config(config: Mapping[str, Any], world_size: int) -> Non
         raise ConfigError(f"DeepSpeed rejects the config: {err}") from err
 
 
+HARNESS = object()  # "the harness's train.deepspeed", as opposed to None (no DeepSpeed)
+
+
 def deepspeed_config(
-    cfg: DictConfig | Mapping[str, Any], settings: StageSettings, *, world_size: int, hidden_size: int
+    cfg: DictConfig | Mapping[str, Any],
+    settings: StageSettings,
+    *,
+    world_size: int,
+    hidden_size: int,
+    name: str | None | object = HARNESS,
 ) -> dict[str, Any] | None:
-    """The stage's resolved and validated DeepSpeed config for ``world_size`` ranks, or None without one."""
-    raw = load_deepspeed_config(harness_setting(cfg, "deepspeed"))
+    """The stage's resolved and validated DeepSpeed config for ``world_size`` ranks, or None without one.
+
+    ``name`` (a file in config/deepspeed/, a JSON path, or None for no DeepSpeed) defaults to the harness's
+    ``train.deepspeed``."""
+    raw = load_deepspeed_config(harness_setting(cfg, "deepspeed") if name is HARNESS else name)
     if raw is None:
         return None
     resolved = resolve_deepspeed_config(
@@ -241,6 +252,51 @@ def configure_threads(cfg: DictConfig | Mapping[str, Any]) -> None:
         torch.set_num_threads(threads)
 
 
+def trainer_arguments(
+    cfg: DictConfig | Mapping[str, Any],
+    settings: StageSettings,
+    *,
+    hidden_size: int,
+    world_size: int | None = None,
+    deepspeed: str | None | object = HARNESS,
+) -> dict[str, Any]:
+    """The keyword arguments every HF trainer here shares (TrainingArguments, TRL's DPOConfig): the stage's
+    optimisation settings, the ``train`` harness's precision, seed, workers and activation checkpointing,
+    and the resolved DeepSpeed config (``deepspeed``: see ``deepspeed_config``)."""
+    world_size = world_size_from_env() if world_size is None else world_size
+    precision = harness_setting(cfg, "precision")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"train.precision={precision!r} (expected one of {PRECISIONS})")
+    on_cpu = not torch.cuda.is_available()
+    if on_cpu and precision == "fp16":
+        raise ConfigError("train.precision=fp16 needs a GPU (use fp32 or bf16 on CPU)")
+    return {
+        "per_device_train_batch_size": settings.per_device_batch_size,
+        "gradient_accumulation_steps": settings.gradient_accumulation_steps,
+        "num_train_epochs": settings.epochs,
+        "max_steps": settings.max_steps,
+        "learning_rate": settings.learning_rate,
+        "lr_scheduler_type": settings.lr_scheduler,
+        "warmup_steps": settings.warmup_ratio,
+        "weight_decay": settings.weight_decay,
+        "max_grad_norm": settings.max_grad_norm,
+        "bf16": precision == "bf16",
+        "fp16": precision == "fp16",
+        "use_cpu": on_cpu,
+        "deepspeed": deepspeed_config(
+            cfg, settings, world_size=world_size, hidden_size=hidden_size, name=deepspeed
+        ),
+        "seed": int(harness_setting(cfg, "seed")),
+        "save_total_limit": int(harness_setting(cfg, "save_total_limit")),
+        "dataloader_num_workers": int(harness_setting(cfg, "dataloader_num_workers")),
+        "activation_checkpointing": bool(harness_setting(cfg, "activation_checkpointing")),
+        "ddp_find_unused_parameters": False,  # every trained parameter is used; the search costs a graph walk
+        "remove_unused_columns": False,
+        "report_to": "none",
+        "disable_tqdm": True,
+    }
+
+
 def training_arguments(
     cfg: DictConfig | Mapping[str, Any],
     stage: str,
@@ -251,39 +307,12 @@ def training_arguments(
 ) -> TrainingArguments:
     """TrainingArguments for ``stage`` writing checkpoints to ``<output>.ckpt`` (see caig.launch.preemption)."""
     settings = stage_settings(cfg, stage)
-    world_size = world_size_from_env() if world_size is None else world_size
-    precision = harness_setting(cfg, "precision")
-    if precision not in PRECISIONS:
-        raise ConfigError(f"train.precision={precision!r} (expected one of {PRECISIONS})")
-    on_cpu = not torch.cuda.is_available()
-    if on_cpu and precision == "fp16":
-        raise ConfigError("train.precision=fp16 needs a GPU (use fp32 or bf16 on CPU)")
     return TrainingArguments(
-        ddp_find_unused_parameters=False,  # every trained parameter is used; the search costs a graph walk
+        **trainer_arguments(cfg, settings, hidden_size=hidden_size, world_size=world_size),
         output_dir=str(checkpoint_dir(output)),
-        per_device_train_batch_size=settings.per_device_batch_size,
-        gradient_accumulation_steps=settings.gradient_accumulation_steps,
-        num_train_epochs=settings.epochs,
-        max_steps=settings.max_steps,
-        learning_rate=settings.learning_rate,
-        lr_scheduler_type=settings.lr_scheduler,
-        warmup_steps=settings.warmup_ratio,
-        weight_decay=settings.weight_decay,
-        max_grad_norm=settings.max_grad_norm,
-        bf16=precision == "bf16",
-        fp16=precision == "fp16",
-        deepspeed=deepspeed_config(cfg, settings, world_size=world_size, hidden_size=hidden_size),
-        use_cpu=on_cpu,
-        seed=int(harness_setting(cfg, "seed")),
         logging_steps=int(harness_setting(cfg, "logging_steps")),
         save_strategy="steps",
         save_steps=int(harness_setting(cfg, "save_steps")),
-        save_total_limit=int(harness_setting(cfg, "save_total_limit")),
-        dataloader_num_workers=int(harness_setting(cfg, "dataloader_num_workers")),
-        activation_checkpointing=bool(harness_setting(cfg, "activation_checkpointing")),
-        remove_unused_columns=False,
-        report_to="none",
-        disable_tqdm=True,
     )
 
 

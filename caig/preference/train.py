@@ -90,60 +90,23 @@ def dpo_config(cfg: DictConfig, output_dir: Path, *, hidden_size: int, pairs: in
     DPO and PCPO metrics."""
     from trl import DPOConfig
 
-    from caig.training import (
-        harness_setting,
-        load_deepspeed_config,
-        resolve_deepspeed_config,
-        validate_deepspeed_config,
-        world_size_from_env,
-    )
+    from caig.training import harness_setting, trainer_arguments, world_size_from_env
 
     settings = stage_settings(cfg)
-    precision = str(harness_setting(cfg, "precision"))
-    on_gpu = torch.cuda.is_available()
-    if precision == "fp16" and not on_gpu:
-        raise ConfigError("train.precision=fp16 needs a GPU (use fp32 or bf16 on CPU)")
-    deepspeed = load_deepspeed_config(cfg.preference.train.deepspeed)
-    if deepspeed is not None:
-        deepspeed = resolve_deepspeed_config(
-            deepspeed, micro_batch=settings.per_device_batch_size,
-            gradient_accumulation_steps=settings.gradient_accumulation_steps, world_size=world_size_from_env(),
-            max_grad_norm=settings.max_grad_norm, precision=precision, hidden_size=hidden_size,
-        )
-        validate_deepspeed_config(deepspeed, world_size_from_env())
     save_steps = int(harness_setting(cfg, "save_steps"))
-    world_size = world_size_from_env()
-    per_step = settings.per_device_batch_size * settings.gradient_accumulation_steps * world_size
+    per_step = settings.per_device_batch_size * settings.gradient_accumulation_steps * world_size_from_env()
     steps = max(1, math.ceil(pairs / per_step) * math.ceil(settings.epochs))
     logging_steps = max(1, min(int(harness_setting(cfg, "logging_steps")), steps // 4))
     return DPOConfig(
-        ddp_find_unused_parameters=False,  # every trained parameter is used; the search costs a graph walk
+        **trainer_arguments(
+            cfg, settings, hidden_size=hidden_size, deepspeed=cfg.preference.train.deepspeed
+        ),
         output_dir=str(output_dir),
         beta=float(cfg.preference.dpo.beta),
-        learning_rate=settings.learning_rate,
-        lr_scheduler_type=settings.lr_scheduler,
-        warmup_steps=settings.warmup_ratio,
-        num_train_epochs=settings.epochs,
-        max_steps=settings.max_steps,
-        per_device_train_batch_size=settings.per_device_batch_size,
-        gradient_accumulation_steps=settings.gradient_accumulation_steps,
-        max_grad_norm=settings.max_grad_norm,
-        weight_decay=settings.weight_decay,
-        bf16=precision == "bf16",
-        fp16=precision == "fp16",
-        use_cpu=not on_gpu,
-        activation_checkpointing=bool(harness_setting(cfg, "activation_checkpointing")),
-        deepspeed=deepspeed,
         max_length=None,  # truncation could cut image tokens
-        remove_unused_columns=False,  # product_id and instruction feed the textual mismatch
-        dataloader_num_workers=int(harness_setting(cfg, "dataloader_num_workers")),
         logging_steps=logging_steps,
         save_strategy="steps" if save_steps > 0 else "no",
         save_steps=max(save_steps, 1),
-        save_total_limit=int(harness_setting(cfg, "save_total_limit")),
-        report_to=[],
-        seed=int(harness_setting(cfg, "seed")),
-        disable_tqdm=True,
     )
 
 
