@@ -7,8 +7,8 @@ and writes:
   column per epoch, as the paper's figure), and per (method, epoch) the mismatch reasons, the mean oracle CTR of
   the ads and the RM win rate against epoch 0 (Markdown and CSV);
 - ``match_rate.png``: match rate (and mean oracle CTR) over epochs, one line per method;
-- ``contact_sheet.png``: the same held-out products' ads at epoch 0 and at each method's last epoch, each framed
-  green (the background fits) or red (with the mismatch reason).
+- ``contact_sheet.png``: the same held-out products' ads at epoch 0 and at every epoch of each method, each
+  framed green (the background fits) or red (with the mismatch reason).
 """
 
 from __future__ import annotations
@@ -241,17 +241,15 @@ def contact_sheet(rows: Sequence[tuple[str, EvaluationRun]], path: Path, product
 
 def sheet_runs(runs: Sequence[EvaluationRun]) -> list[tuple[str, EvaluationRun]]:
     """(row label, run) of the contact sheet: each epoch-0 folder once (labelled with every method that starts
-    from it), then each method's last epoch."""
+    from it), then every later epoch of each method, in method order."""
     starts: dict[Path, list[EvaluationRun]] = {}
     for run in runs:
         if run.epoch == 0:
             starts.setdefault(run.path, []).append(run)
-    last: dict[str, EvaluationRun] = {}
-    for run in runs:
-        if run.epoch > 0 and (run.method not in last or run.epoch > last[run.method].epoch):
-            last[run.method] = run
+    methods = list(dict.fromkeys(run.method for run in runs))
+    later = sorted((run for run in runs if run.epoch > 0), key=lambda run: (methods.index(run.method), run.epoch))
     rows = [("epoch 0 of\n" + "\n".join(r.method for r in group), group[0]) for group in starts.values()]
-    return rows + [(f"{run.method}\n(epoch {run.epoch})", run) for run in last.values()]
+    return rows + [(f"{run.method}\n(epoch {run.epoch})", run) for run in later]
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

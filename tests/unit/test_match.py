@@ -142,6 +142,10 @@ def test_report_tables_figure_and_contact_sheet(tmp_path):
     assert (tmp_path / "match_rate.png").stat().st_size > 1000
     rows = sheet_runs(runs)
     assert [label for label, _ in rows] == ["epoch 0 of\ndpo\npcpo", "dpo\n(epoch 1)", "pcpo\n(epoch 1)"]
+    later = [*runs, EvaluationRun("pcpo", 2, Path("p2")), EvaluationRun("dpo", 2, Path("d2"))]
+    assert [label for label, _ in sheet_runs(later)][1:] == [
+        "dpo\n(epoch 1)", "dpo\n(epoch 2)", "pcpo\n(epoch 1)", "pcpo\n(epoch 2)"
+    ]
     contact_sheet(rows, tmp_path / "sheet.png", products=3)
     assert Image.open(tmp_path / "sheet.png").size == (150 + 3 * 38, 16 + 3 * 54)
     assert parse_run("pcpo_no_visual:3=/a/b") == EvaluationRun("pcpo_no_visual", 3, Path("/a/b"))
