@@ -16,7 +16,6 @@ metrics shows as "not run" with the paper's values.
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from caig.errors import ConfigError, InputError
 from caig.io import atomic_path, write_text
 from caig.logs import get_logger
 from caig.report.preference import latex, markdown
-from caig.report.tables import load_paper_values
+from caig.report.tables import load_paper_values, read_json
 
 log = get_logger("online-report")
 
@@ -39,14 +38,7 @@ NOT_RUN = "not run"
 def read_metrics(path: str | Path) -> dict[str, Any]:
     """The metrics.json of caig online; an InputError names the file and the missing key."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(
-            "online metrics not found", file=path, expected="metrics.json written by caig online"
-        )
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise InputError(f"not valid JSON: {err}", file=path) from err
+    data = read_json(path, "online metrics")
     for key in ("methods", "control", "policy", "interval_method", "impressions_per_bucket", "products"):
         if key not in data:
             raise InputError(f"no {key!r} key", file=path, expected="metrics.json written by caig online")

@@ -14,7 +14,6 @@ and writes:
 from __future__ import annotations
 
 import argparse
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from PIL import Image, ImageDraw, ImageFont
 from caig.errors import InputError
 from caig.io import atomic_path, write_text
 from caig.logs import get_logger
+from caig.report.tables import read_json
 
 log = get_logger("preference-report")
 
@@ -55,14 +55,7 @@ def parse_run(text: str) -> EvaluationRun:
 def read_metrics(run: EvaluationRun) -> dict[str, Any]:
     """The metrics.json of one evaluation folder."""
     path = run.path / "metrics.json"
-    if not path.is_file():
-        raise InputError(
-            "evaluation metrics not found", file=path, expected="a folder written by caig evaluate-match"
-        )
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise InputError(f"not valid JSON: {err}", file=path) from err
+    data = read_json(path, "evaluation metrics (a folder written by caig evaluate-match)")
     if "match_rate" not in data:
         raise InputError("no match_rate key", file=path)
     return data
