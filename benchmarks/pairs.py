@@ -9,7 +9,9 @@ writing train/test Parquet) with its peak RSS read from the kernel (``os.wait4``
 - ``loop``: the straightforward per-product Python loop of the authors' scripts (read rows, a dict of
   creative -> sums, nested loops over each product's creatives). It runs on the log rows of a sample of
   products and its time is extrapolated linearly to the full log;
-- ``duckdb``: the rule as SQL in DuckDB (same split hash, registered as a table; same placement balance).
+- ``duckdb``: the rule as SQL in DuckDB (same split hash, registered as a table; same placement balance);
+- ``floor``: not the rule, only Polars reading the id and count columns and summing them per creative; the
+  least any implementation in Polars must do, so loop / floor bounds the speed-up over the loop.
 
 Then the ratios, and a check that the peers produce the same pairs: DuckDB against ``caig pairs`` on the
 whole log, the loop against ``caig pairs`` on its sample of products (set equality of (split, product,
@@ -295,6 +297,16 @@ def duckdb_peer(log: Path, catalog: Path, out: Path, cfg: PairConfig) -> None:
 
 PEERS = {"loop": loop_peer, "duckdb": duckdb_peer}
 
+# Not the rule: a bare script (no caig import, no config) that reads the log's id and count columns and sums
+# them per creative, writing nothing. The least any Polars implementation of the rule must do, so loop / floor
+# bounds how much faster than the loop `caig pairs` can be on this machine.
+FLOOR = """
+import sys, polars as pl
+pl.scan_parquet(sys.argv[1]).select("product_id", "creative_id", "impressions", "clicks").group_by(
+    "product_id", "creative_id"
+).agg(pl.col("impressions").sum(), pl.col("clicks").sum()).collect(engine="streaming")
+"""
+
 
 # ---------------------------------------------------------------------------------------- measuring
 
@@ -431,6 +443,7 @@ def main() -> None:
         ],
         outputs / "duckdb.json",
     )
+    floor = measure([PYTHON, "-c", FLOOR, str(log)], outputs / "floor.json")
     sample = measure(
         [
             PYTHON,
@@ -463,6 +476,10 @@ def main() -> None:
         f"{sample_rows:,} rows ({args.loop_fraction:g} of the products), of which {work['wall']:.1f} s / "
         f"{work['cpu']:.1f} s in the loop itself, scaled by {scale:.1f}; its RSS is the sample's)"
     )
+    print(
+        "floor (Polars reading the ids and counts and summing them per creative, no rule, nothing written): "
+        f"{floor['wall']:.2f} s wall, {floor['cpu']:.2f} s CPU, {floor['rss_gb']:.2f} GB"
+    )
     caig = runs["caig pairs"]
     ratio = {name: {k: run[k] / caig[k] for k in ("wall", "cpu")} for name, run in runs.items()}
     print(
@@ -484,6 +501,17 @@ def main() -> None:
     print(
         "left/right balanced: "
         + ", ".join(f"{peer} {balanced(outputs / peer)}" for peer in ("caig", "duckdb", "loop"))
+    )
+    written = {split: pl.read_parquet(outputs / "caig" / f"{split}.parquet") for split in SPLITS}
+    started = time.perf_counter()
+    for split, frame in written.items():
+        frame.write_parquet(outputs / f"rewrite-{split}.parquet", compression="uncompressed")
+    write_floor = time.perf_counter() - started
+    needed = runs["python loop"]["wall"] / TARGET_LOOP_RATIO
+    print(
+        f"{TARGET_LOOP_RATIO:g}x the loop would need caig pairs in {needed:.2f} s wall; the floor alone takes "
+        f"{floor['wall']:.2f} s and writing caig's pairs uncompressed (in this process, no start-up) "
+        f"{write_floor:.2f} s: {floor['wall'] + write_floor:.2f} s before any validation or pairing"
     )
     targets = {
         f"caig under {TARGET_SECONDS:g} s wall": caig["wall"] < TARGET_SECONDS,
