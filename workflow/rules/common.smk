@@ -36,15 +36,22 @@ def composed_for(overrides):
     return OmegaConf.to_container(compose(shlex.split(overrides)), resolve=True)
 
 
+def node_at(tree, path):
+    """The value at a dotted path (``preference.sample``) of a composed config; None where it is absent."""
+    for key in path.split("."):
+        tree = tree.get(key) if isinstance(tree, dict) else None
+    return tree
+
+
 @functools.cache
 def settings_digest(overrides, nodes):
-    chosen = {name: composed_for(overrides).get(name) for name in nodes}
+    chosen = {name: node_at(composed_for(overrides), name) for name in nodes}
     text = json.dumps(chosen, sort_keys=True, default=str)
     return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
 def settings_of(overrides, *nodes):
-    """A params value: a digest of the Hydra nodes (``nodes``) a job's command reads, as it composes them from
+    """A params value: a digest of the Hydra nodes (``nodes``, dotted paths) a job's command reads, as it composes them from
     ``overrides`` (a string, or a function of the wildcards like the rule's own ``overrides`` param). Editing
     a file of the config tree changes the digest of exactly the jobs whose settings changed, and Snakemake's
     params rerun trigger reruns them and what depends on them.
@@ -223,14 +230,16 @@ def method_judge(method):
 
 
 def start_run(method):
-    """The shared epoch-1 folder of the methods with the same initial model and judge: they sample, render
-    and judge the same files (same model, seeds and settings) and differ only in training.
+    """The shared epoch-1 judge folder of the methods with the same initial model and judge: they judge the
+    same ads with the same settings, so they share one preference set and differ only in training.
     """
     return f"start-{method_init(method)}-{method_judge(method)}"
 
 
 def init_run(method):
-    """The shared epoch-0 evaluation folder of the methods with the same initial model."""
+    """The shared epoch-0 folder of the methods with the same initial model: its match-rate evaluation, and
+    the epoch-1 candidates and ads every judge of those methods scores.
+    """
     return f"start-{method_init(method)}"
 
 
@@ -239,6 +248,79 @@ def run_method(run):
     if run.startswith("start-"):
         return next(m for m in METHODS if run in (start_run(m), init_run(m)))
     return run
+
+
+# What each preference-stage command reads of the composed config (the digest in its `settings` param), and
+# what methods sharing a start folder must agree on: the `preference.*` parts (the rest is one for all).
+SAMPLE_SETTINGS = (
+    "preference.init",
+    "preference.dtype",
+    "preference.products",
+    "preference.sample",
+    "generate",
+    "model",
+    "seed",
+)
+RENDER_SETTINGS = ("generate", "model", "seed")
+JUDGE_SETTINGS = (
+    "preference.dtype",
+    "preference.judge",
+    "preference.reward_model",
+    "model",
+    "seed",
+)
+MATCH_SETTINGS = (
+    *SAMPLE_SETTINGS,
+    "preference.evaluate",
+    "preference.judge",
+    "sim",
+)
+
+
+def check_shared_folders():
+    """Methods that share a start folder must compose the same settings for the steps they share; a method
+    that samples, judges or evaluates differently needs its own initial model or judge.
+    """
+    shared = [
+        (
+            init_run,
+            "sample",
+            SAMPLE_SETTINGS,
+            "epoch-1 candidates and ads",
+            "preference.init",
+        ),
+        (
+            init_run,
+            "evaluate-match",
+            MATCH_SETTINGS,
+            "epoch-0 match-rate evaluation",
+            "preference.init",
+        ),
+        (
+            start_run,
+            "judge",
+            JUDGE_SETTINGS,
+            "epoch-1 preference set",
+            "preference.init or preference.reward_model",
+        ),
+    ]
+    for folder_of, command, keys, what, separates in shared:
+        first = {}
+        for method in METHODS:
+            owner = first.setdefault(folder_of(method), method)
+            for key in (k for k in keys if k.startswith("preference.")):
+                mine, theirs = (
+                    node_at(
+                        composed_for(preference_overrides(command)({"method": m})), key
+                    )
+                    for m in (method, owner)
+                )
+                if mine != theirs:
+                    raise ValueError(
+                        f"methods {owner!r} and {method!r} share the {what} ({folder_of(method)}) but compose "
+                        f"different {key} ({theirs!r} vs {mine!r}): give them the same {key}, or a different "
+                        f"{separates}"
+                    )
 
 
 def initial_model(init):
@@ -250,16 +332,20 @@ def initial_model(init):
     )
 
 
-def candidates_run(method, epoch):
-    """Where a method's epoch-`epoch` candidates live (epoch 1: the shared start folder)."""
-    return start_run(method) if int(epoch) == 1 else method
-
-
 def preference_set(method, epoch):
-    """The preference set a method trains on in an epoch."""
-    return (
-        f"{PREF}/{candidates_run(method, epoch)}/epoch{epoch}/judge/preferences.parquet"
-    )
+    """The preference set a method trains on in an epoch (epoch 1: its shared judge folder's)."""
+    run = start_run(method) if int(epoch) == 1 else method
+    return f"{PREF}/{run}/epoch{epoch}/judge/preferences.parquet"
+
+
+def judged_ads(wildcards):
+    """The ads a judge folder scores: its own run's, or for a shared epoch-1 judge folder (start-<init>-<judge>)
+    those of start-<init>, which every judge of the methods with that initial model scores.
+    """
+    run = wildcards.run
+    if run.startswith("start-"):
+        run = init_run(run_method(run))
+    return f"{PREF}/{run}/epoch{wildcards.epoch}/render"
 
 
 def preference_sets():
@@ -296,6 +382,8 @@ def preference_overrides(command, *also):
         ]
     )
 
+
+check_shared_folders()
 
 MATCH = f"{RUN}/evaluate/match"
 # The synthetic world's oracle judges the tiny study; on real data the rule writes an annotation sheet.

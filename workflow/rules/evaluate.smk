@@ -19,12 +19,7 @@ rule evaluate_match:
         options=match_options,
         overrides=preference_overrides("evaluate-match", "sim"),
         settings=settings_of(
-            preference_overrides("evaluate-match", "sim"),
-            "preference",
-            "generate",
-            "model",
-            "sim",
-            "seed",
+            preference_overrides("evaluate-match", "sim"), *MATCH_SETTINGS
         ),
     shell:
         "caig evaluate-match --model {input.model} --catalog {input.catalog} --products {input.products}"

@@ -5,9 +5,10 @@
 # crashed epoch resumes at that epoch and a finished one never reruns.
 #
 # Epoch 0 of a method is its initial model (`preference.init`: the pre-trained or the base model). Methods that
-# share it share epoch 1's candidates, ads and preference set (same model, same seeds and the same sampling and
-# judging settings, as the methods differ only in training: the same files), kept under start-<init>/; from
-# epoch 2 on every method has its own folder. Sample, render, judge and train run under
+# share it share epoch 1's candidates and ads (same model, seeds and sampling settings: the same files), kept
+# under start-<init>/, and methods that also share the judge share its preference set, under
+# start-<init>-<judge>/ (checked at load: they must compose the same settings for these steps); from epoch 2 on
+# every method has its own folder. Sample, render, judge and train run under
 # `caig launch`: one rank per GPU of the node (each handles every N-th product), one process on a CPU.
 
 
@@ -54,9 +55,7 @@ rule sample:
     params:
         out=parent_of("candidates"),
         overrides=preference_overrides("sample"),
-        settings=settings_of(
-            preference_overrides("sample"), "preference", "generate", "model", "seed"
-        ),
+        settings=settings_of(preference_overrides("sample"), *SAMPLE_SETTINGS),
     shell:
         "exec caig launch -- sample --model {input.model} --catalog {input.catalog} --products {input.products}"
         " --role train"
@@ -78,9 +77,7 @@ rule render:
         ENV
     params:
         overrides=preference_overrides("render"),
-        settings=settings_of(
-            preference_overrides("render"), "preference", "generate", "model", "seed"
-        ),
+        settings=settings_of(preference_overrides("render"), *RENDER_SETTINGS),
     shell:
         "exec caig launch -- render --candidates {input.candidates} --catalog {input.catalog} --out {output.ads}"
         " {params.overrides} 2> {log}"
@@ -89,7 +86,7 @@ rule render:
 rule judge:
     """The frozen reward model scores each product's two ads (both orders): the epoch's preference set."""
     input:
-        ads=rules.render.output.ads,
+        ads=judged_ads,
         catalog=rules.ingest.output.catalog,
         reward_model=lambda wc: reward_model_dir(method_judge(run_method(wc.run))),
     output:
@@ -104,9 +101,7 @@ rule judge:
     params:
         out=parent_of("preferences"),
         overrides=preference_overrides("judge"),
-        settings=settings_of(
-            preference_overrides("judge"), "preference", "model", "seed"
-        ),
+        settings=settings_of(preference_overrides("judge"), *JUDGE_SETTINGS),
     shell:
         "exec caig launch -- judge --ads {input.ads}/ads.parquet --catalog {input.catalog}"
         " --reward-model {input.reward_model}"
