@@ -15,6 +15,7 @@ import os
 import shlex
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from caig.config import compose
 from caig.errors import CaigError
@@ -48,6 +49,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "readme-tables": ("caig.report.readme", "put a finished run's tables and figure into the README"),
     "launch": ("caig.launch.cli", "run a caig command as one rank per GPU (torchrun / srun), or one on CPU"),
 }
+
+
+def named_path(value: str) -> tuple[str, Path]:
+    """An option value ``NAME=PATH`` (a row's name and its file), for commands that take several named files."""
+    name, sep, path = value.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=PATH, got {value!r}")
+    return name, Path(path)
 
 
 def build_parser() -> argparse.ArgumentParser:

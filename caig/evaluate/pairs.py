@@ -26,6 +26,7 @@ import numpy as np
 import polars as pl
 from omegaconf import DictConfig
 
+from caig.cli import named_path
 from caig.errors import InputError
 from caig.io import write_json
 from caig.logs import get_logger
@@ -110,14 +111,6 @@ def model_vs_truth(
     return accuracy_summary(
         correct, predictions["product_id"].to_list(), resamples=resamples, confidence=confidence, seed=seed
     )
-
-
-def named_path(value: str) -> tuple[str, Path]:
-    """``NAME=PATH`` for --predictions."""
-    name, sep, path = value.partition("=")
-    if not sep or not name or not path:
-        raise argparse.ArgumentTypeError(f"expected NAME=PATH, got {value!r}")
-    return name, Path(path)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

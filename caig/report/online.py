@@ -26,8 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from caig.errors import ConfigError, InputError
 from caig.io import atomic_path, write_text
 from caig.logs import get_logger
-from caig.report.preference import latex, markdown
-from caig.report.tables import load_paper_values, read_json
+from caig.report.tables import frame_table, load_paper_values, read_json, to_latex, to_markdown
 
 log = get_logger("online-report")
 
@@ -232,16 +231,16 @@ def markdown_report(
         f"bucket, chosen by {policy}{updates}; {_count(metrics['impressions_per_bucket'])} impressions per "
         f"bucket ({_count(metrics.get('impressions_total'))} in all); clicks drawn from the world's true "
         f"CTR of each ad. Intervals: {metrics['interval_method']}.\n",
-        markdown(wide_table(rows, categories)),
+        to_markdown(frame_table(wide_table(rows, categories))),
         "## Traffic\n",
         "Expected CTR: the true CTR of the ads, weighted by the impressions the bandit gave them. Impressions "
         "to separate: per bucket, the smallest budget from which on the lift's interval excludes 0 (budgets "
         f"tried: {budgets}; intervals: {metrics.get('separation_interval_method', metrics['interval_method'])}"
         ").\n",
-        markdown(traffic_table(metrics, methods)),
+        to_markdown(frame_table(traffic_table(metrics, methods))),
     ]
     if pairwise.height:
-        parts += ["## Separating the methods\n", markdown(pairwise)]
+        parts += ["## Separating the methods\n", to_markdown(frame_table(pairwise))]
     parts.append(f"Paper values: {citation}\n")
     return "\n".join(parts)
 
@@ -283,19 +282,6 @@ def plot_separation(metrics: Mapping[str, Any], methods: Mapping[str, str], path
     plt.close(fig)
 
 
-def latex_safe(frame: pl.DataFrame) -> pl.DataFrame:
-    """Column names and cells with ``&`` escaped and dashes in TeX form (the writer escapes ``_`` and ``%``)."""
-
-    def tex(text: str) -> str:
-        return text.replace("&", r"\&").replace("–", "--")
-
-    cells = frame.with_columns(
-        pl.col(c).str.replace_all("&", r"\&", literal=True).str.replace_all("–", "--", literal=True)
-        for c in frame.columns
-    )
-    return cells.rename({c: tex(c) for c in frame.columns})
-
-
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics", type=Path, required=True, help="metrics.json of caig online")
     parser.add_argument("--tables", type=Path, required=True, help="folder for online_lift.{md,csv,tex}")
@@ -325,14 +311,11 @@ def run(args: argparse.Namespace, cfg: DictConfig) -> None:
     )
     with atomic_path(args.tables / "online_lift.csv") as tmp:
         rows.write_csv(tmp)
+    caption = (
+        "Online CTR lift (%) over the pre-trained prompt model by category; ours [95% interval] (paper)."
+    )
     write_text(
-        latex(
-            latex_safe(wide),
-            "Online CTR lift (%) over the pre-trained prompt model by category; ours [95% interval] "
-            "(paper).",
-            "tab:online-lift",
-        ),
-        args.tables / "online_lift.tex",
+        to_latex(frame_table(wide, caption=caption), "tab:online-lift"), args.tables / "online_lift.tex"
     )
     plot_separation(metrics, methods, args.figures / "online_separation.png")
     log.info(

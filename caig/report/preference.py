@@ -27,7 +27,7 @@ from PIL import Image, ImageDraw, ImageFont
 from caig.errors import InputError
 from caig.io import atomic_path, write_text
 from caig.logs import get_logger
-from caig.report.tables import read_json
+from caig.report.tables import frame_table, read_json, to_latex, to_markdown
 
 log = get_logger("preference-report")
 
@@ -81,9 +81,14 @@ def metrics_table(runs: Sequence[EvaluationRun]) -> pl.DataFrame:
             }
         )
     schema = {
-        "method": pl.String, "epoch": pl.Int64, "ads": pl.Int64, "match_rate": pl.Float64,
+        "method": pl.String,
+        "epoch": pl.Int64,
+        "ads": pl.Int64,
+        "match_rate": pl.Float64,
         **{f"{reason}_mismatch": pl.Float64 for reason in REASONS},
-        "mean_oracle_ctr": pl.Float64, "eye_catching_per_ad": pl.Float64, "rm_win_rate_vs_epoch0": pl.Float64,
+        "mean_oracle_ctr": pl.Float64,
+        "eye_catching_per_ad": pl.Float64,
+        "rm_win_rate_vs_epoch0": pl.Float64,
     }
     return pl.DataFrame(rows, schema=schema)
 
@@ -103,40 +108,6 @@ def pivot_match_rate(table: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame(rows, schema={"method": pl.String, **{f"epoch {e}": pl.Float64 for e in epochs}})
 
 
-def _cell(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
-def markdown(frame: pl.DataFrame, digits: dict[str, int] | None = None) -> str:
-    """A Markdown table of a frame (floats to 3 decimals unless ``digits`` says otherwise per column)."""
-    digits = digits or {}
-    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "|".join("---" for _ in frame.columns) + "|"]
-    for row in frame.iter_rows(named=True):
-        lines.append("| " + " | ".join(_cell(row[c], digits.get(c, 3)) for c in frame.columns) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def latex(frame: pl.DataFrame, caption: str, label: str) -> str:
-    """A booktabs LaTeX table of a frame (floats to 3 decimals; underscores escaped)."""
-    def escape(text: str) -> str:
-        return text.replace("_", r"\_").replace("%", r"\%")
-
-    spec = "l" + "r" * (len(frame.columns) - 1)
-    lines = [
-        r"\begin{table}[t]", r"\centering", rf"\caption{{{escape(caption)}}}", rf"\label{{{label}}}",
-        rf"\begin{{tabular}}{{{spec}}}", r"\toprule", " & ".join(escape(c) for c in frame.columns) + r" \\",
-        r"\midrule",
-    ]
-    for row in frame.iter_rows():
-        lines.append(" & ".join(escape(_cell(v)) for v in row) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
-    return "\n".join(lines) + "\n"
-
-
 def write_tables(table: pl.DataFrame, out_dir: Path) -> dict[str, Path]:
     """match_rate.md / .csv / .tex in ``out_dir``."""
     pivot = pivot_match_rate(table)
@@ -145,12 +116,12 @@ def write_tables(table: pl.DataFrame, out_dir: Path) -> dict[str, Path]:
         "# Match rate over preference epochs\n\n"
         "Share of held-out ads whose background fits the product (the annotators' judgement; on the synthetic "
         "world the oracle's). Epoch 0 is the initial prompt model.\n\n"
-        + markdown(pivot)
+        + to_markdown(frame_table(pivot))
         + "\n## Per method and epoch\n\n"
         "Mismatch shares by the first reason found; mean oracle CTR of the ads; eye-catching phrases per ad "
         "(they raise CTR for every product but are wrong for many); RM win rate: share of held-out ads the "
         "frozen reward model prefers to the same product's epoch-0 ad.\n\n"
-        + markdown(details, {"mean_oracle_ctr": 4})
+        + to_markdown(frame_table(details, digits={"mean_oracle_ctr": 4}))
     )
     suffixes = {"markdown": "md", "csv": "csv", "latex": "tex"}
     paths = {kind: out_dir / f"match_rate.{suffix}" for kind, suffix in suffixes.items()}
@@ -158,7 +129,7 @@ def write_tables(table: pl.DataFrame, out_dir: Path) -> dict[str, Path]:
     with atomic_path(paths["csv"]) as tmp:
         details.write_csv(tmp)
     caption = "Match rate of the generated ads over preference epochs."
-    write_text(latex(pivot, caption, "tab:match-rate"), paths["latex"])
+    write_text(to_latex(frame_table(pivot, caption=caption), "tab:match-rate"), paths["latex"])
     return paths
 
 
@@ -187,14 +158,18 @@ def plot_match_rate(table: pl.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
-def contact_sheet(rows: Sequence[tuple[str, EvaluationRun]], path: Path, products: int = 8, scale: int = 2) -> None:
+def contact_sheet(
+    rows: Sequence[tuple[str, EvaluationRun]], path: Path, products: int = 8, scale: int = 2
+) -> None:
     """Ads of the first ``products`` held-out products (first sample each), one row per (label, run), framed
     green when the background fits and red (with the reason) when it does not."""
     font = ImageFont.load_default()
     if not rows:
         raise InputError("no evaluation runs for the contact sheet")
-    frames = [(label, run, pl.read_parquet(run.path / "ads.parquet").filter(pl.col("candidate") == 0))
-              for label, run in rows]
+    frames = [
+        (label, run, pl.read_parquet(run.path / "ads.parquet").filter(pl.col("candidate") == 0))
+        for label, run in rows
+    ]
     ids = frames[0][2].get_column("product_id").to_list()[:products]
     if not ids:
         raise InputError("the evaluation holds no ads", file=frames[0][1].path / "ads.parquet")
@@ -210,7 +185,9 @@ def contact_sheet(rows: Sequence[tuple[str, EvaluationRun]], path: Path, product
             image = Image.open(run.path / row["image"]).convert("RGB")
             image = image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
             verdict = row.get("label")
-            colour = (40, 160, 60) if verdict == "available" else (200, 40, 40) if verdict else (128, 128, 128)
+            colour = (
+                (40, 160, 60) if verdict == "available" else (200, 40, 40) if verdict else (128, 128, 128)
+            )
             framed = Image.new("RGB", (image.width + 6, image.height + 6 + header), (255, 255, 255))
             draw = ImageDraw.Draw(framed)
             draw.rectangle((0, 0, framed.width - 1, image.height + 5), fill=colour)
@@ -219,7 +196,9 @@ def contact_sheet(rows: Sequence[tuple[str, EvaluationRun]], path: Path, product
             tiles.append(framed)
         tiled.append((label, tiles))
     cell = tiled[0][1][0].size
-    sheet = Image.new("RGB", (label_width + cell[0] * len(ids), header + cell[1] * len(tiled)), (255, 255, 255))
+    sheet = Image.new(
+        "RGB", (label_width + cell[0] * len(ids), header + cell[1] * len(tiled)), (255, 255, 255)
+    )
     draw = ImageDraw.Draw(sheet)
     for j, product_id in enumerate(ids):
         draw.text((label_width + j * cell[0] + 3, 2), product_id, fill=(0, 0, 0), font=font)
@@ -240,17 +219,29 @@ def sheet_runs(runs: Sequence[EvaluationRun]) -> list[tuple[str, EvaluationRun]]
         if run.epoch == 0:
             starts.setdefault(run.path, []).append(run)
     methods = list(dict.fromkeys(run.method for run in runs))
-    later = sorted((run for run in runs if run.epoch > 0), key=lambda run: (methods.index(run.method), run.epoch))
+    later = sorted(
+        (run for run in runs if run.epoch > 0), key=lambda run: (methods.index(run.method), run.epoch)
+    )
     rows = [("epoch 0 of\n" + "\n".join(r.method for r in group), group[0]) for group in starts.values()]
     return rows + [(f"{run.method}\n(epoch {run.epoch})", run) for run in later]
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run", action="append", required=True, type=parse_run, metavar="METHOD:EPOCH=DIR",
-                        help="an evaluation folder of caig evaluate-match (repeat for every method and epoch)")
+    parser.add_argument(
+        "--run",
+        action="append",
+        required=True,
+        type=parse_run,
+        metavar="METHOD:EPOCH=DIR",
+        help="an evaluation folder of caig evaluate-match (repeat for every method and epoch)",
+    )
     parser.add_argument("--tables", type=Path, required=True, help="folder for match_rate.{md,csv,tex}")
-    parser.add_argument("--figures", type=Path, required=True, help="folder for match_rate.png, contact_sheet.png")
-    parser.add_argument("--sheet-products", type=int, default=8, help="products (columns) on the contact sheet")
+    parser.add_argument(
+        "--figures", type=Path, required=True, help="folder for match_rate.png, contact_sheet.png"
+    )
+    parser.add_argument(
+        "--sheet-products", type=int, default=8, help="products (columns) on the contact sheet"
+    )
 
 
 def run(args: argparse.Namespace, cfg: DictConfig) -> None:

@@ -21,9 +21,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import yaml
 from omegaconf import DictConfig
 
+from caig.cli import named_path
 from caig.errors import InputError
 from caig.io import write_text
 from caig.logs import get_logger
@@ -56,11 +58,32 @@ class Table:
     caption: str = ""
     notes: list[str] = field(default_factory=list)
     csv_columns: list[Column] | None = None
+    missing: str = ""  # how a None value is shown in Markdown and LaTeX (the CSV leaves the field empty)
 
     def cells(self) -> list[list[str]]:
         return [
-            ["" if r.get(c.key) is None else c.show(r.get(c.key)) for c in self.columns] for r in self.records
+            [self.missing if r.get(c.key) is None else c.show(r.get(c.key)) for c in self.columns]
+            for r in self.records
         ]
+
+
+def frame_table(frame: pl.DataFrame, *, digits: Mapping[str, int] | None = None, caption: str = "") -> Table:
+    """A Table of a frame's rows under its column names: floats to 3 decimals (``digits`` per column overrides),
+    numbers right-aligned, a missing value as a dash."""
+    digits = digits or {}
+
+    def column(name: str, dtype: pl.DataType) -> Column:
+        if dtype.is_float():
+            places = digits.get(name, 3)
+            return Column(name, name, lambda v: f"{v:.{places}f}", "r")
+        return Column(name, name, str, "r" if dtype.is_numeric() else "l")
+
+    return Table(
+        [column(name, dtype) for name, dtype in frame.schema.items()],
+        frame.to_dicts(),
+        caption=caption,
+        missing="–",
+    )
 
 
 def _md_escape(text: str) -> str:
@@ -100,6 +123,7 @@ _LATEX_SPECIAL = {
     "}": r"\}",
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
+    "–": "--",
 }
 
 
@@ -346,13 +370,6 @@ def comparison_table(
 
 
 # ---------------------------------------------------------------------------------------------- command
-def named_path(value: str) -> tuple[str, Path]:
-    name, sep, path = value.partition("=")
-    if not sep or not name or not path:
-        raise argparse.ArgumentTypeError(f"expected NAME=PATH, got {value!r}")
-    return name, Path(path)
-
-
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--metrics",

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from caig.cli import COMMANDS, main
+from caig.cli import COMMANDS, main, named_path
 from caig.config import compose
 from caig.errors import ConfigError
 
@@ -44,3 +46,13 @@ def test_unknown_command_fails():
     result = subprocess.run([sys.executable, "-m", "caig", "nope"], capture_output=True, text=True)
     assert result.returncode == 2
     assert "invalid choice" in result.stderr
+
+
+@pytest.mark.parametrize("value", ["f_full", "=results/x.json", "f_full=", ""])
+def test_named_path_rejects_a_value_without_both_name_and_path(value):
+    with pytest.raises(argparse.ArgumentTypeError, match="expected NAME=PATH"):
+        named_path(value)
+
+
+def test_named_path_splits_at_the_first_equals_sign():
+    assert named_path("vam=runs/a=b/metrics.json") == ("vam", Path("runs/a=b/metrics.json"))

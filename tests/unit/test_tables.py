@@ -8,6 +8,7 @@ import io
 import json
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from caig.config import compose
@@ -18,6 +19,7 @@ from caig.report.tables import (
     Table,
     ablation_table,
     comparison_table,
+    frame_table,
     paper_values,
     to_csv,
     to_latex,
@@ -148,3 +150,24 @@ def test_paper_values_cite_the_paper():
     assert "arXiv:2502.06823" in paper["reward_ablation"]["citation"]
     assert list(paper["reward_ablation"]["values"].values()) == [53.3, 54.4, 56.4, 57.3, 58.2, 58.6]
     assert Path(tables.__file__).with_name("paper_values.yaml").is_file()
+
+
+def test_frame_table_formats_floats_dashes_missing_values_and_escapes_latex():
+    frame = pl.DataFrame(
+        {
+            "method": ["dpo", "pcpo_vam_rm"],
+            "epoch 0": [0.2344, None],
+            "ctr": [0.04321, 0.1],
+            "note": ["a & b", "x"],
+        }
+    )
+    table = frame_table(frame, digits={"ctr": 4}, caption="Lift (%)")
+    text = to_markdown(table)
+    assert "| method | epoch 0 | ctr | note |" in text
+    assert "|:---|---:|---:|:---|" in text
+    assert "| dpo | 0.234 | 0.0432 | a & b |" in text
+    assert "| pcpo_vam_rm | – | 0.1000 | x |" in text
+    tex = to_latex(table, label="tab:t")
+    assert r"pcpo\_vam\_rm & -- & 0.1000 & x \\" in tex
+    assert r"dpo & 0.234 & 0.0432 & a \& b \\" in tex
+    assert r"\caption{Lift (\%)}" in tex
