@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 from tests.conftest import BIN, REPO, run_snakemake, snakemake_workdir
 
@@ -22,9 +23,9 @@ def test_snakefmt_check_is_clean():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def dry_run_jobs(workdir, *args: str, env: dict[str, str] | None = None) -> list[tuple[str, str, str]]:
+def dry_run_jobs(workdir: Path) -> list[tuple[str, str, str]]:
     """(rule, inputs, outputs) of every job a dry run of the tiny `all` plans."""
-    result = run_snakemake(workdir, "-n", "all", *args, timeout=300, env=env)
+    result = run_snakemake(workdir, "-n", "all", timeout=300)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     return re.findall(
         r"^rule (\w+):\n    input: (.*)\n    output: (.*)$", result.stdout + result.stderr, flags=re.MULTILINE
