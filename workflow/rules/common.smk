@@ -229,29 +229,18 @@ def method_judge(method):
     return str(method_settings(method)["reward_model"])
 
 
-def start_run(method):
-    """The shared epoch-1 judge folder of the methods with the same initial model and judge: they judge the
-    same ads with the same settings, so they share one preference set and differ only in training.
-    """
-    return f"start-{method_init(method)}-{method_judge(method)}"
-
-
 def init_run(method):
-    """The shared epoch-0 folder of the methods with the same initial model: its match-rate evaluation, and
-    the epoch-1 candidates and ads every judge of those methods scores.
-    """
+    """The epoch-0 folder of the methods with the same initial model (`start-<init>`)."""
     return f"start-{method_init(method)}"
 
 
-def run_method(run):
-    """The method whose Hydra config a run folder's jobs use (a shared start folder: its first method)."""
-    if run.startswith("start-"):
-        return next(m for m in METHODS if run in (start_run(m), init_run(m)))
-    return run
+def start_run(method):
+    """The epoch-1 judge folder of the methods with the same initial model and judge."""
+    return f"start-{method_init(method)}-{method_judge(method)}"
 
 
-# What each preference-stage command reads of the composed config (the digest in its `settings` param), and
-# what methods sharing a start folder must agree on: the `preference.*` parts (the rest is one for all).
+# What each preference-stage command reads of the composed config: the digest in its `settings` param, and
+# what methods must agree on (their `preference.*` parts; the rest is one for all) to share a start folder.
 SAMPLE_SETTINGS = (
     "preference.init",
     "preference.dtype",
@@ -277,50 +266,71 @@ MATCH_SETTINGS = (
 )
 
 
-def check_shared_folders():
-    """Methods that share a start folder must compose the same settings for the steps they share; a method
-    that samples, judges or evaluates differently needs its own initial model or judge.
+def settings_key(method, command, keys):
+    """The `preference.*` values among ``keys`` a method composes for ``command``, as one comparable string."""
+    composed = composed_for(preference_overrides(command)({"method": method}))
+    chosen = {
+        key: node_at(composed, key) for key in keys if key.startswith("preference.")
+    }
+    return json.dumps(chosen, sort_keys=True, default=str)
+
+
+@functools.cache
+def sharing(candidates, command, keys):
+    """Of the methods ``candidates`` (in METHODS order), the largest group that composes the same settings for
+    ``command`` (ties: the group of the earliest method): the methods that share one start folder.
     """
-    shared = [
-        (
-            init_run,
-            "sample",
-            SAMPLE_SETTINGS,
-            "epoch-1 candidates and ads",
-            "preference.init",
-        ),
-        (
-            init_run,
-            "evaluate-match",
-            MATCH_SETTINGS,
-            "epoch-0 match-rate evaluation",
-            "preference.init",
-        ),
-        (
-            start_run,
-            "judge",
-            JUDGE_SETTINGS,
-            "epoch-1 preference set",
-            "preference.init or preference.reward_model",
-        ),
-    ]
-    for folder_of, command, keys, what, separates in shared:
-        first = {}
-        for method in METHODS:
-            owner = first.setdefault(folder_of(method), method)
-            for key in (k for k in keys if k.startswith("preference.")):
-                mine, theirs = (
-                    node_at(
-                        composed_for(preference_overrides(command)({"method": m})), key
-                    )
-                    for m in (method, owner)
-                )
-                if mine != theirs:
-                    raise ValueError(
-                        f"methods {owner!r} and {method!r} share the {what} ({folder_of(method)}) but compose "
-                        f"different {key} ({theirs!r} vs {mine!r}): give them the same {key}, or a different "
-                        f"{separates}"
-                    )
+    groups = {}
+    for method in candidates:
+        groups.setdefault(settings_key(method, command, keys), []).append(method)
+    return frozenset(max(groups.values(), key=len))
+
+
+@functools.cache
+def sample_folder(method):
+    """Where a method's epoch-1 candidates and ads live: start-<init>, shared by the methods with that initial
+    model that sample alike (same model, seeds and settings: the same files), else the method's own folder.
+    """
+    candidates = tuple(m for m in METHODS if init_run(m) == init_run(method))
+    shared = method in sharing(candidates, "sample", SAMPLE_SETTINGS)
+    return init_run(method) if shared else method
+
+
+@functools.cache
+def judge_folder(method):
+    """Where a method's epoch-1 preference set lives: start-<init>-<judge>, shared by the methods that share
+    the candidates and judge them alike, else the method's own folder.
+    """
+    if sample_folder(method) == method:
+        return method
+    candidates = tuple(
+        m
+        for m in METHODS
+        if start_run(m) == start_run(method) and sample_folder(m) != m
+    )
+    shared = method in sharing(candidates, "judge", JUDGE_SETTINGS)
+    return start_run(method) if shared else method
+
+
+@functools.cache
+def eval0_folder(method):
+    """Where a method's epoch-0 match-rate evaluation lives: start-<init> for the methods with that initial
+    model that evaluate alike, else the method's own folder.
+    """
+    candidates = tuple(m for m in METHODS if init_run(m) == init_run(method))
+    shared = method in sharing(candidates, "evaluate-match", MATCH_SETTINGS)
+    return init_run(method) if shared else method
+
+
+def run_method(run):
+    """The method whose Hydra config a run folder's jobs use (a shared start folder: its first method)."""
+    if run.startswith("start-"):
+        return next(
+            m
+            for m in METHODS
+            if run in (sample_folder(m), judge_folder(m), eval0_folder(m))
+        )
+    return run
 
 
 def initial_model(init):
@@ -333,18 +343,16 @@ def initial_model(init):
 
 
 def preference_set(method, epoch):
-    """The preference set a method trains on in an epoch (epoch 1: its shared judge folder's)."""
-    run = start_run(method) if int(epoch) == 1 else method
+    """The preference set a method trains on in an epoch (epoch 1: its judge folder's)."""
+    run = judge_folder(method) if int(epoch) == 1 else method
     return f"{PREF}/{run}/epoch{epoch}/judge/preferences.parquet"
 
 
 def judged_ads(wildcards):
-    """The ads a judge folder scores: its own run's, or for a shared epoch-1 judge folder (start-<init>-<judge>)
-    those of start-<init>, which every judge of the methods with that initial model scores.
-    """
+    """The ads a judge job scores: its epoch's, which for epoch 1 live in the method's sample folder."""
     run = wildcards.run
-    if run.startswith("start-"):
-        run = init_run(run_method(run))
+    if int(wildcards.epoch) == 1:
+        run = sample_folder(run_method(run))
     return f"{PREF}/{run}/epoch{wildcards.epoch}/render"
 
 
@@ -383,17 +391,15 @@ def preference_overrides(command, *also):
     )
 
 
-check_shared_folders()
-
 MATCH = f"{RUN}/evaluate/match"
 # The synthetic world's oracle judges the tiny study; on real data the rule writes an annotation sheet.
 MATCH_JUDGE = "oracle" if SOURCE == "synthetic" else "annotators"
 
 
 def match_run(method, epoch):
-    """The evaluation folder of a method's epoch (epoch 0: shared by the methods with the same initial model)."""
+    """The evaluation folder of a method's epoch (epoch 0: see eval0_folder)."""
     return (
-        f"{MATCH}/{init_run(method)}/epoch0"
+        f"{MATCH}/{eval0_folder(method)}/epoch0"
         if int(epoch) == 0
         else f"{MATCH}/{method}/epoch{epoch}"
     )

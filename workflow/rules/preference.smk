@@ -5,11 +5,11 @@
 # crashed epoch resumes at that epoch and a finished one never reruns.
 #
 # Epoch 0 of a method is its initial model (`preference.init`: the pre-trained or the base model). Methods that
-# share it share epoch 1's candidates and ads (same model, seeds and sampling settings: the same files), kept
-# under start-<init>/, and methods that also share the judge share its preference set, under
-# start-<init>-<judge>/ (checked at load: they must compose the same settings for these steps); from epoch 2 on
-# every method has its own folder. Sample, render, judge and train run under
-# `caig launch`: one rank per GPU of the node (each handles every N-th product), one process on a CPU.
+# share it, and sample alike, share epoch 1's candidates and ads (same model, seeds and settings: the same
+# files), kept under start-<init>/; those that also judge alike with the same judge share its preference set,
+# under start-<init>-<judge>/ (common.smk: sample_folder, judge_folder); a method that differs gets its own
+# folder. From epoch 2 on every method has its own folder. Sample, render, judge and train run under `caig launch`:
+# one rank per GPU of the node (each handles every N-th product), one process on a CPU.
 
 
 wildcard_constraints:
