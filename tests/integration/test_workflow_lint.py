@@ -91,3 +91,44 @@ def test_a_method_that_samples_differently_gets_its_own_epoch1_and_epoch0_folder
         line for line in text.splitlines() if "sample --model" in line and "preference/dpo/epoch1" in line
     )
     assert "--model results/tiny/models/pretrained" in command and "preference=dpo" in command
+
+
+def test_a_method_that_judges_differently_shares_the_candidates_but_judges_and_evaluates_itself(tmp_path):
+    tree = tmp_path / "config"
+    shutil.copytree(REPO / "config", tree)
+    dpo = tree / "preference" / "dpo.yaml"
+    dpo.write_text(dpo.read_text() + "judge:\n  caption: false\n")  # read by judge and evaluate-match
+    result = run_snakemake(
+        snakemake_workdir(tmp_path / "work"),
+        "-n",
+        "-p",
+        "all",
+        timeout=300,
+        env={"CAIG_CONFIG_DIR": str(tree)},
+    )
+    text = result.stdout + result.stderr
+    assert result.returncode == 0, text[-3000:]
+    commands = {
+        re.search(r"--out (\S+)", line)[1]: line
+        for line in text.splitlines()
+        if line.startswith("Shell command: caig evaluate-match")
+    }
+    match = "results/tiny/evaluate/match"
+    epoch0 = {out: c for out, c in commands.items() if out.endswith("/epoch0")}
+    assert set(epoch0) == {f"{match}/{run}/epoch0" for run in ("dpo", "start-pretrained", "start-base")}
+    assert "preference=dpo" in epoch0[f"{match}/dpo/epoch0"]
+    # the shared folder composes the config of the first method that evaluates alike
+    assert "preference=pcpo " in epoch0[f"{match}/start-pretrained/epoch0"]
+    assert f"--baseline {match}/dpo/epoch0" in commands[f"{match}/dpo/epoch1"]
+    assert f"--baseline {match}/start-pretrained/epoch0" in commands[f"{match}/pcpo/epoch1"]
+    samples = {
+        re.search(r"preference/([\w-]+)/epoch1/sample", line)[1]
+        for line in text.splitlines()
+        if "caig launch -- sample" in line and "--epoch 1 " in line
+    }
+    assert samples == {"start-pretrained", "start-base"}  # dpo still shares the epoch-1 candidates
+    judge = next(
+        line for line in text.splitlines() if "judge --ads" in line and "preference/dpo/epoch1/judge" in line
+    )
+    assert "--ads results/tiny/preference/start-pretrained/epoch1/render/ads.parquet" in judge
+    assert "preference=dpo" in judge

@@ -314,23 +314,24 @@ def judge_folder(method):
 
 @functools.cache
 def eval0_folder(method):
-    """Where a method's epoch-0 match-rate evaluation lives: start-<init> for the methods with that initial
-    model that evaluate alike, else the method's own folder.
+    """Where a method's epoch-0 match-rate evaluation lives: start-<init>, shared by the methods with that
+    initial model that evaluate alike, else the method's own folder.
     """
     candidates = tuple(m for m in METHODS if init_run(m) == init_run(method))
     shared = method in sharing(candidates, "evaluate-match", MATCH_SETTINGS)
     return init_run(method) if shared else method
 
 
-def run_method(run):
-    """The method whose Hydra config a run folder's jobs use (a shared start folder: its first method)."""
-    if run.startswith("start-"):
-        return next(
-            m
-            for m in METHODS
-            if run in (sample_folder(m), judge_folder(m), eval0_folder(m))
-        )
-    return run
+def run_method(run, command=None):
+    """The method whose Hydra config a run folder's jobs compose: the run itself, or for a shared start folder
+    the first method that shares it for ``command`` (evaluate-match: evaluate/match/start-<init>; otherwise the
+    epoch-1 steps under preference/start-*).
+    """
+    if not run.startswith("start-"):
+        return run
+    if command == "evaluate-match":
+        return next(m for m in METHODS if eval0_folder(m) == run)
+    return next(m for m in METHODS if run in (sample_folder(m), judge_folder(m)))
 
 
 def initial_model(init):
@@ -381,7 +382,7 @@ def preference_overrides(command, *also):
     return lambda wildcards: shlex.join(
         [
             f"preset={PRESET}",
-            f"preference={run_method(wildcards.get('run', wildcards.get('method')))}",
+            f"preference={run_method(wildcards.get('run', wildcards.get('method')), command)}",
             *(
                 item
                 for name in (*also, command)
@@ -407,7 +408,7 @@ def match_run(method, epoch):
 
 def match_inputs(wildcards):
     """The evaluated model, and for epochs >= 1 the epoch-0 evaluation (baseline of the RM win rate)."""
-    method, epoch = run_method(wildcards.run), int(wildcards.epoch)
+    method, epoch = run_method(wildcards.run, "evaluate-match"), int(wildcards.epoch)
     inputs = {
         "model": model_of(method, epoch),
         "catalog": rules.ingest.output.catalog,
