@@ -509,8 +509,8 @@ def main() -> None:
     write_floor = time.perf_counter() - started
     needed = runs["python loop"]["wall"] / TARGET_LOOP_RATIO
     print(
-        f"{TARGET_LOOP_RATIO:g}x the loop would need caig pairs in {needed:.2f} s wall; the floor alone takes "
-        f"{floor['wall']:.2f} s and writing caig's pairs uncompressed (in this process, no start-up) "
+        f"{TARGET_LOOP_RATIO:g}x the loop would need caig pairs in {needed:.2f} s wall; the floor alone "
+        f"takes {floor['wall']:.2f} s and writing caig's pairs uncompressed (in this process, no start-up) "
         f"{write_floor:.2f} s: {floor['wall'] + write_floor:.2f} s before any validation or pairing"
     )
     targets = {

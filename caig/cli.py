@@ -52,7 +52,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def named_path(value: str) -> tuple[str, Path]:
-    """An option value ``NAME=PATH`` (a row's name and its file), for commands that take several named files."""
+    """An option value ``NAME=PATH`` (a row's name and its file), for commands taking several named files."""
     name, sep, path = value.partition("=")
     if not sep or not name or not path:
         raise argparse.ArgumentTypeError(f"expected NAME=PATH, got {value!r}")

@@ -68,8 +68,8 @@ class Table:
 
 
 def frame_table(frame: pl.DataFrame, *, digits: Mapping[str, int] | None = None, caption: str = "") -> Table:
-    """A Table of a frame's rows under its column names: floats to 3 decimals (``digits`` per column overrides),
-    numbers right-aligned, a missing value as a dash."""
+    """A Table of a frame's rows under its column names: floats to 3 decimals (``digits`` overrides per
+    column), numbers right-aligned, a missing value as a dash."""
     digits = digits or {}
 
     def column(name: str, dtype: pl.DataType) -> Column:

@@ -51,10 +51,10 @@ def settings_digest(overrides, nodes):
 
 
 def settings_of(overrides, *nodes):
-    """A params value: a digest of the Hydra nodes (``nodes``, dotted paths) a job's command reads, as it composes them from
-    ``overrides`` (a string, or a function of the wildcards like the rule's own ``overrides`` param). Editing
-    a file of the config tree changes the digest of exactly the jobs whose settings changed, and Snakemake's
-    params rerun trigger reruns them and what depends on them.
+    """A params value: a digest of the Hydra nodes (``nodes``, dotted paths) a job's command reads, as it
+    composes them from ``overrides`` (a string, or a function of the wildcards like the rule's own
+    ``overrides`` param). Editing a file of the config tree changes the digest of exactly the jobs whose
+    settings changed, and Snakemake's params rerun trigger reruns them and what depends on them.
     """
     if callable(overrides):
         return lambda wildcards: settings_digest(overrides(wildcards), nodes)
@@ -267,7 +267,7 @@ MATCH_SETTINGS = (
 
 
 def settings_key(method, command, keys):
-    """The `preference.*` values among ``keys`` a method composes for ``command``, as one comparable string."""
+    """The `preference.*` values among ``keys`` that a method composes for ``command``, as one string."""
     composed = composed_for(preference_overrides(command)({"method": method}))
     chosen = {
         key: node_at(composed, key) for key in keys if key.startswith("preference.")
@@ -324,8 +324,8 @@ def eval0_folder(method):
 
 def run_method(run, command=None):
     """The method whose Hydra config a run folder's jobs compose: the run itself, or for a shared start folder
-    the first method that shares it for ``command`` (evaluate-match: evaluate/match/start-<init>; otherwise the
-    epoch-1 steps under preference/start-*).
+    the first method that shares it for ``command`` (evaluate-match: evaluate/match/start-<init>; otherwise
+    the epoch-1 steps under preference/start-*).
     """
     if not run.startswith("start-"):
         return run

@@ -8,8 +8,8 @@
 # share it, and sample alike, share epoch 1's candidates and ads (same model, seeds and settings: the same
 # files), kept under start-<init>/; those that also judge alike with the same judge share its preference set,
 # under start-<init>-<judge>/ (common.smk: sample_folder, judge_folder); a method that differs gets its own
-# folder. From epoch 2 on every method has its own folder. Sample, render, judge and train run under `caig launch`:
-# one rank per GPU of the node (each handles every N-th product), one process on a CPU.
+# folder. From epoch 2 on every method has its own folder. Sample, render, judge and train run under
+# `caig launch`: one rank per GPU of the node (each handles every N-th product), one process on a CPU.
 
 
 wildcard_constraints:
