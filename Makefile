@@ -5,14 +5,18 @@ export PATH := $(CURDIR)/.venv/bin:$(PATH)
 # DeepSpeed JIT-compiles a C++ op on first use (~35 s on 2 cores); keep the build between runs.
 export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/torch_extensions
 CORES ?= 2
+# What `make demo` builds: the tiny `all`, or the targets given (TARGETS="results/tiny/pairs/summary.json").
+TARGETS ?= all
 
 .PHONY: setup demo test tables report readme lint
 
 setup:
 	@bash scripts/setup.sh
 
-demo: setup  ## the tiny `all`: every stage on the tiny preset, on this machine's cores
-	snakemake --cores $(CORES) all
+# A run killed before (Ctrl-C, SIGKILL, a crash) resumes with the same command: the workflow clears the lock
+# it left, or stops naming the run that is still going (README.md, Troubleshooting).
+demo: setup  ## the tiny `all` (or TARGETS): every stage on the tiny preset, on this machine's cores
+	snakemake --cores $(CORES) $(TARGETS)
 
 test: setup  ## unit, integration (tiny DAG) and cluster (local Slurm) tests
 	pytest

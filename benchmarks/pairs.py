@@ -180,12 +180,14 @@ def loop_peer(log: Path, catalog: Path, out: Path, cfg: PairConfig) -> None:
     products = sorted(by_product)
     splits = dict(zip(products, split_of(products, cfg.test_fraction, cfg.seed)))
     bound = {s: Fraction(getattr(cfg, s).min_rel_diff).limit_denominator(10**6) for s in SPLITS}
-    upper = None if cfg.max_rel_diff is None else Fraction(cfg.max_rel_diff).limit_denominator(10**6)
+    caps = {s: getattr(cfg, s).max_rel_diff for s in SPLITS}
+    cap = {s: None if caps[s] is None else Fraction(caps[s]).limit_denominator(10**6) for s in SPLITS}
     found: dict[str, list] = {s: [] for s in SPLITS}
     for product_id in products:
         split = splits[product_id]
-        e = getattr(cfg, split).min_impressions
-        kept = [c for c in by_product[product_id] if c[2] >= e]
+        rule, upper = getattr(cfg, split), cap[split]
+        e = rule.min_impressions
+        kept = [c for c in by_product[product_id] if (c[2] > e if rule.strict_min_impressions else c[2] >= e)]
         for i, a in enumerate(kept):
             for b in kept[i + 1 :]:
                 cross_a, cross_b = a[3] * b[2], b[3] * a[2]
@@ -247,8 +249,8 @@ def duckdb_peer(log: Path, catalog: Path, out: Path, cfg: PairConfig) -> None:
     con.execute(
         "CREATE TEMP TABLE candidates AS SELECT c.*, s.is_test "
         "FROM creatives c JOIN splits s USING (product_id) "
-        f"WHERE c.impressions >= CASE WHEN s.is_test THEN {cfg.test.min_impressions} "
-        f"ELSE {cfg.train.min_impressions} END"
+        f"WHERE c.impressions >= CASE WHEN s.is_test THEN {cfg.test.passing_impressions()} "
+        f"ELSE {cfg.train.passing_impressions()} END"
     )
     d = {s: Fraction(getattr(cfg, s).min_rel_diff).limit_denominator(10**6) for s in SPLITS}
     hi_cross, lo_cross = "hi.clicks::HUGEINT * lo.impressions", "lo.clicks::HUGEINT * hi.impressions"
@@ -258,9 +260,14 @@ def duckdb_peer(log: Path, catalog: Path, out: Path, cfg: PairConfig) -> None:
         f"{gap} * CASE WHEN hi.is_test THEN {d['test'].denominator} ELSE {d['train'].denominator} END >= "
         f"{lo_cross} * CASE WHEN hi.is_test THEN {d['test'].numerator} ELSE {d['train'].numerator} END"
     )
-    if cfg.max_rel_diff is not None:
-        upper = Fraction(cfg.max_rel_diff).limit_denominator(10**6)
-        rule += f" AND {gap} * {upper.denominator} <= {lo_cross} * {upper.numerator}"
+    for split in SPLITS:
+        cap = getattr(cfg, split).max_rel_diff
+        if cap is not None:
+            upper = Fraction(cap).limit_denominator(10**6)
+            rule += (
+                f" AND (hi.is_test != {split == 'test'} OR "
+                f"{gap} * {upper.denominator} <= {lo_cross} * {upper.numerator})"
+            )
     con.execute(
         "CREATE TEMP TABLE pairs AS SELECT hi.is_test, hi.product_id, hi.creative_id AS hi_id, "
         "lo.creative_id AS lo_id, hi.image AS hi_image, lo.image AS lo_image, hi.impressions AS hi_imp, "

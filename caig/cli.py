@@ -39,6 +39,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "online": ("caig.evaluate.online", "simulated online A/B: each method's ads served by a bandit, CTR lift vs control"),
     "online-report": ("caig.report.online", "online CTR-lift table by category (paper values beside ours)"),
     "pretrain-data": ("caig.pretrain.build", "build the e-commerce pre-training records (three task families)"),
+    "vision-pretrain": ("caig.pretrain.vision", "pre-train the tiny vision tower on rendered ads and their descriptions (CLIP in miniature)"),
+    "pretrain-report": ("caig.report.pretrain", "loss curves of the pre-training steps and the vision tower's probes (figure)"),
     "pretrain": ("caig.pretrain.train", "e-commerce knowledge pre-training of LLaVA-NeXT (HF Trainer + DeepSpeed)"),
     "reward-train": ("caig.reward.train", "train one reward-model variant (HF Trainer + DeepSpeed)"),
     "reward-eval": ("caig.reward.eval", "pair accuracy of a reward-model variant or baseline, with a bootstrap CI"),

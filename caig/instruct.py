@@ -99,12 +99,12 @@ PRETRAIN_QUESTIONS: dict[str, tuple[str, ...]] = {
     ),
     # prompt -> optimized prompt
     "prompt_optimize": (
-        "Improve the draft background prompt given below so the resulting ad attracts more clicks.",
+        "Improve the draft background prompt given below so the scene suits the product better.",
         "Rewrite the prompt below into a more vivid and effective ad background prompt.",
         "Refine the following background prompt for a better-performing product advertisement.",
         "Make the background prompt below more detailed and more appealing to shoppers.",
         "Polish this draft image prompt for an e-commerce ad background.",
-        "Optimise the given background prompt for a higher click-through rate.",
+        "Complete the given background prompt into a full description of a fitting ad scene.",
     ),
     # image -> prompt
     "prompt_from_image": (

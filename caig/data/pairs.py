@@ -5,12 +5,14 @@ The rule (CAIG, WWW 2025, section on the reward model; see docs/pairs.md):
 1. impressions and clicks are summed per creative over all of the log's dates; CTR = clicks / impressions;
 2. every product goes to ``train`` or ``test`` by a stable hash of its id salted with the seed
    (:func:`split_of`), so adding data never moves a product between splits;
-3. a creative takes part when its impressions are >= E of its product's split;
+3. a creative takes part when its impressions are >= E of its product's split (the paper's "minimum
+   exposure"), or > E when the split's ``strict_min_impressions`` is set (the authors' released script);
 4. two creatives of the SAME product pair when ``(ctr_hi - ctr_lo) / ctr_lo >= D`` of the split, and, if
-   ``max_rel_diff`` is set, ``<= max_rel_diff``. Pairs with ``ctr_lo == 0`` are excluded (the relative
-   difference is undefined) and equal CTRs never pair, not even with D = 0 (a tie carries no preference).
-   The comparisons are exact: CTRs are compared as integer cross-products (``clicks_a * impressions_b``)
-   and D as a fraction (exact for decimals with up to six places), so a pair exactly at D is kept;
+   the split's ``max_rel_diff`` is set, ``<= max_rel_diff`` (the authors' script capped it at 0.2 for test
+   pairs). Pairs with ``ctr_lo == 0`` are excluded (the relative difference is undefined) and equal CTRs never
+   pair, not even with D = 0 (a tie carries no preference). The comparisons are exact: CTRs are compared as
+   integer cross-products (``clicks_a * impressions_b``) and D and the cap as fractions (exact for decimals
+   with up to six places), so a pair exactly at D or at the cap is kept;
 5. the better creative goes on the left in exactly ``floor(n / 2)`` of a split's ``n`` pairs, chosen by a
    seeded permutation of the pairs in canonical order (product, better creative, worse creative).
 
@@ -103,10 +105,17 @@ log = get_logger("pairs")
 
 @dataclass(frozen=True)
 class Thresholds:
-    """One split's pair rule: minimum impressions per creative (E) and minimum relative CTR difference (D)."""
+    """One split's pair rule: minimum impressions per creative (E; ``impressions >= E``, or ``> E`` when
+    ``strict_min_impressions``), minimum relative CTR difference (D) and an optional cap on it."""
 
     min_impressions: int
     min_rel_diff: float
+    max_rel_diff: float | None = None
+    strict_min_impressions: bool = False
+
+    def passing_impressions(self) -> int:
+        """The fewest impressions that pass E (counts are integers: ``> E`` is ``>= E + 1``)."""
+        return self.min_impressions + int(self.strict_min_impressions)
 
 
 @dataclass(frozen=True)
@@ -115,7 +124,6 @@ class PairConfig:
 
     train: Thresholds = field(default_factory=lambda: Thresholds(50, 0.01))
     test: Thresholds = field(default_factory=lambda: Thresholds(1000, 0.05))
-    max_rel_diff: float | None = None
     test_fraction: float = 0.1
     seed: int = 0
     histogram_edges: tuple[float, ...] = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
@@ -130,19 +138,17 @@ class PairConfig:
                 )
             if not _is_number(rule.min_rel_diff) or rule.min_rel_diff < 0:
                 raise ConfigError(f"{key}.min_rel_diff must be a number >= 0, got {rule.min_rel_diff!r}")
-            if (
-                self.max_rel_diff is not None
-                and _is_number(self.max_rel_diff)
-                and self.max_rel_diff < rule.min_rel_diff
-            ):
+            if rule.max_rel_diff is not None and (not _is_number(rule.max_rel_diff) or rule.max_rel_diff <= 0):
+                raise ConfigError(f"{key}.max_rel_diff must be null or a number > 0, got {rule.max_rel_diff!r}")
+            if rule.max_rel_diff is not None and rule.max_rel_diff < rule.min_rel_diff:
                 raise ConfigError(
-                    f"data.pairs.max_rel_diff ({self.max_rel_diff}) is below {key}.min_rel_diff "
+                    f"{key}.max_rel_diff ({rule.max_rel_diff}) is below {key}.min_rel_diff "
                     f"({rule.min_rel_diff}): no pair could pass"
                 )
-        if self.max_rel_diff is not None and (not _is_number(self.max_rel_diff) or self.max_rel_diff <= 0):
-            raise ConfigError(
-                f"data.pairs.max_rel_diff must be null or a number > 0, got {self.max_rel_diff!r}"
-            )
+            if not isinstance(rule.strict_min_impressions, bool):
+                raise ConfigError(
+                    f"{key}.strict_min_impressions must be true or false, got {rule.strict_min_impressions!r}"
+                )
         if not _is_number(self.test_fraction) or not 0 <= self.test_fraction <= 1:
             raise ConfigError(f"data.pairs.test_fraction must be in [0, 1], got {self.test_fraction!r}")
         if not _is_int(self.seed):
@@ -162,21 +168,19 @@ class PairConfig:
     def from_config(cls, node: DictConfig | dict[str, Any]) -> PairConfig:
         """Build from the ``data.pairs`` config node; unknown or missing keys raise ConfigError."""
         raw = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
-        expected = {"train", "test", "max_rel_diff", "test_fraction", "seed", "histogram_edges"}
+        expected = {"train", "test", "test_fraction", "seed", "histogram_edges"}
         if set(raw) != expected:
             extra, missing = sorted(set(raw) - expected), sorted(expected - set(raw))
             raise ConfigError(f"data.pairs: unknown keys {extra}, missing keys {missing}")
         splits = {}
+        keys = {"min_impressions", "min_rel_diff", "max_rel_diff", "strict_min_impressions"}
         for split in SPLITS:
             rule = raw[split]
-            if not isinstance(rule, dict) or set(rule) != {"min_impressions", "min_rel_diff"}:
-                raise ConfigError(
-                    f"data.pairs.{split} must have exactly min_impressions and min_rel_diff, got {rule!r}"
-                )
+            if not isinstance(rule, dict) or set(rule) != keys:
+                raise ConfigError(f"data.pairs.{split} must have exactly the keys {sorted(keys)}, got {rule!r}")
             splits[split] = Thresholds(**rule)
         return cls(
             **splits,
-            max_rel_diff=raw["max_rel_diff"],
             test_fraction=raw["test_fraction"],
             seed=raw["seed"],
             histogram_edges=tuple(raw["histogram_edges"]),
@@ -393,16 +397,22 @@ def _ordered_pairs(candidates: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def _rel_diff_sign(train: Fraction, test: Fraction) -> pl.Expr:
-    """Sign of ``rel_diff - bound`` for the pair's split, exactly: ``bound = p / q``, so the sign of
+def _rel_diff_sign(bound: float) -> pl.Expr:
+    """Sign of ``rel_diff - bound``, exactly: ``bound = p / q``, so the sign of
     ``q * (cross_hi - cross_lo) - p * cross_lo``."""
+    exact = _fraction(bound)
     gap, base = pl.col("cross_hi") - pl.col("cross_lo"), pl.col("cross_lo")
-    return (
-        pl.when("is_test")
-        .then(gap * test.denominator - base * test.numerator)
-        .otherwise(gap * train.denominator - base * train.numerator)
-        .sign()
-    )
+    return (gap * exact.denominator - base * exact.numerator).sign()
+
+
+def _per_split(train: pl.Expr, test: pl.Expr) -> pl.Expr:
+    """``test`` for a pair of the test split, ``train`` otherwise."""
+    return pl.when("is_test").then(test).otherwise(train)
+
+
+def _above_cap(rule: Thresholds) -> pl.Expr:
+    """The pair's relative difference exceeds the split's cap (never, without one)."""
+    return pl.lit(False) if rule.max_rel_diff is None else _rel_diff_sign(rule.max_rel_diff) > 0
 
 
 def build_pairs(
@@ -446,23 +456,20 @@ def build_pairs(
         is_test=split_of(products["product_id"], cfg.test_fraction, cfg.seed) == "test"
     )
     creatives = creatives.with_columns(is_test=products["is_test"].gather(creatives["product_index"]))
-    min_impressions = pl.when("is_test").then(cfg.test.min_impressions).otherwise(cfg.train.min_impressions)
-    creatives = creatives.with_columns(passes_e=pl.col("impressions") >= min_impressions)
+    fewest = _per_split(pl.lit(cfg.train.passing_impressions()), pl.lit(cfg.test.passing_impressions()))
+    creatives = creatives.with_columns(passes_e=pl.col("impressions") >= fewest)
 
     candidates = (
         creatives.lazy()
         .filter("passes_e")
         .select("product_index", "creative_index", "impressions", "clicks", "is_test")
     )
-    min_sign = _rel_diff_sign(_fraction(cfg.train.min_rel_diff), _fraction(cfg.test.min_rel_diff))
     ordered = _ordered_pairs(candidates).with_columns(
         zero_ctr=pl.col("clicks_lo") == 0,
-        below_d=min_sign < 0,
-        above_max=(
-            pl.lit(False)
-            if cfg.max_rel_diff is None
-            else _rel_diff_sign(_fraction(cfg.max_rel_diff), _fraction(cfg.max_rel_diff)) > 0
+        below_d=_per_split(
+            _rel_diff_sign(cfg.train.min_rel_diff) < 0, _rel_diff_sign(cfg.test.min_rel_diff) < 0
         ),
+        above_max=_per_split(_above_cap(cfg.train), _above_cap(cfg.test)),
     )
     # Exclusions are counted in order: zero CTR, then below D, then above the upper bound.
     stage_counts = ordered.group_by("is_test").agg(
@@ -580,7 +587,6 @@ def _summary(
     return {
         "thresholds": {
             **{split: asdict(getattr(cfg, split)) for split in SPLITS},
-            "max_rel_diff": cfg.max_rel_diff,
             "test_fraction": cfg.test_fraction,
             "seed": cfg.seed,
         },
@@ -616,9 +622,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--test-min-rel-diff", type=float, help="D for test (data.pairs.test.min_rel_diff)")
     parser.add_argument(
-        "--max-rel-diff",
-        type=float,
-        help="upper bound on the relative CTR difference (data.pairs.max_rel_diff)",
+        "--train-max-rel-diff", type=float, help="cap on D for train (data.pairs.train.max_rel_diff)"
+    )
+    parser.add_argument(
+        "--test-max-rel-diff", type=float, help="cap on D for test (data.pairs.test.max_rel_diff)"
     )
     parser.add_argument(
         "--test-fraction", type=float, help="share of products in test (data.pairs.test_fraction)"
@@ -631,7 +638,8 @@ OPTION_KEYS = {
     "train_min_rel_diff": "data.pairs.train.min_rel_diff",
     "test_min_impressions": "data.pairs.test.min_impressions",
     "test_min_rel_diff": "data.pairs.test.min_rel_diff",
-    "max_rel_diff": "data.pairs.max_rel_diff",
+    "train_max_rel_diff": "data.pairs.train.max_rel_diff",
+    "test_max_rel_diff": "data.pairs.test.max_rel_diff",
     "test_fraction": "data.pairs.test_fraction",
     "seed": "data.pairs.seed",
 }

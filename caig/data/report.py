@@ -104,21 +104,22 @@ def ingest_section(report: dict[str, Any]) -> str:
 def pairs_section(summary: dict[str, Any]) -> str:
     """Thresholds, counts per stage and split, and pairs per category."""
     thresholds = summary.get("thresholds", {})
+    rules = {split: thresholds.get(split) or {} for split in SPLITS}
     rule_rows = [
         [
             split,
-            (thresholds.get(split) or {}).get("min_impressions"),
-            (thresholds.get(split) or {}).get("min_rel_diff"),
-            thresholds.get("max_rel_diff") if thresholds.get("max_rel_diff") is not None else "none",
+            ("> " if rule.get("strict_min_impressions") else "") + _cell(rule.get("min_impressions")),
+            rule.get("min_rel_diff"),
+            rule["max_rel_diff"] if rule.get("max_rel_diff") is not None else "none",
         ]
-        for split in SPLITS
+        for split, rule in rules.items()
     ]
     text = "## Reward-model pairs\n\n"
     fraction, seed = _cell(thresholds.get("test_fraction")), _cell(thresholds.get("seed"))
     text += (
         f"Products are split by a stable hash of their id (test fraction {fraction}, seed {seed}). "
-        "A creative needs impressions >= E; two creatives of one product pair when "
-        "(ctr_hi - ctr_lo) / ctr_lo >= D (and <= the upper bound, if any).\n\n"
+        "A creative needs impressions >= E (> E where the table says so); two creatives of one product pair "
+        "when (ctr_hi - ctr_lo) / ctr_lo >= D (and <= the upper bound, if any).\n\n"
     )
     text += _table(["split", "E (min impressions)", "D (min rel. diff.)", "upper bound"], rule_rows) + "\n\n"
     splits = summary.get("splits", {})

@@ -6,6 +6,10 @@ and reported the CTR lift over the pre-trained prompt model. On the synthetic wo
 - every method is a bucket of an A/B test; the control bucket serves the epoch-0 prompt model's ads;
 - within a bucket each held-out product has its own bandit over that bucket's ads for the product
   (``online.ads_per_product``); each bucket gets ``online.impressions_per_product`` impressions per product;
+- ads are screened before serving (``online.screen``, on by default), as the paper's practitioners made sure
+  that every image shown online fits its product: an ad the world's match judgement calls a mismatch is not
+  served. A product left with no ad in a bucket gets no traffic there and is left out of every comparison
+  with that bucket, so each lift is paired over the products both buckets served;
 - an impression of an ad is clicked with the oracle's true CTR of the ad, parsed from its description;
 - the bandit (Thompson sampling on Beta posteriors; or epsilon-greedy, or uniform) updates its posteriors
   ``online.rounds`` times over the budget, as a production bandit updating on a schedule;
@@ -17,8 +21,13 @@ and reported the CTR lift over the pre-trained prompt model. On the synthetic wo
   traffic, so by default (``online.separation_interval``) with the delta interval, which narrows as traffic
   grows; a product bootstrap interval stops narrowing at the products' spread.
 
+The match judgement behind the screening is the world's oracle (``caig.evaluate.match.oracle_judgements``), the
+same world that draws the clicks. There is no real-data online path: on real data the clicks would come from
+real traffic, and the screening from the annotators' labels of ``caig evaluate-match --judge annotators``
+(its filled-in ``annotation.csv``), which would fill ``Bucket.match``.
+
 ``caig online --control DIR --ads METHOD=DIR ... --catalog FILE --out DIR`` writes ``DIR/metrics.json`` and
-``DIR/served.parquet`` (impressions and clicks per bucket, product and ad at the main budget).
+``DIR/served.parquet`` (per bucket, product and ad at the main budget: impressions, clicks, match, screened out).
 """
 
 from __future__ import annotations
@@ -78,28 +87,46 @@ def _as_arms(arms_ctr: np.ndarray) -> np.ndarray:
     return ctr
 
 
+def _as_allowed(allowed: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
+    """(products, arms) bool array of the arms that may be served; None: every arm."""
+    if allowed is None:
+        return np.ones(shape, dtype=bool)
+    mask = np.atleast_2d(np.asarray(allowed, dtype=bool))
+    if mask.shape != shape:
+        raise ValueError(f"allowed must have the shape of arms_ctr {shape}, got {mask.shape}")
+    return mask
+
+
 def _finish(shape_1d: bool, shown: np.ndarray, clicks: np.ndarray) -> Served:
     return Served(shown[0], clicks[0]) if shape_1d else Served(shown, clicks)
 
 
-Allocate = Callable[[np.ndarray, np.ndarray, int], np.ndarray]
+Allocate = Callable[[np.ndarray, np.ndarray, np.ndarray, int], np.ndarray]
 
 
 def _serve_in_rounds(
-    arms_ctr: np.ndarray, impressions: int, rounds: int, rng: np.random.Generator, allocate: Allocate
+    arms_ctr: np.ndarray,
+    impressions: int,
+    rounds: int,
+    rng: np.random.Generator,
+    allocate: Allocate,
+    allowed: np.ndarray | None,
 ) -> Served:
-    """The loop every bandit shares: per round, ``allocate(shown, clicks, size)`` splits the round's ``size``
-    impressions of each product over its arms from the counts so far; clicks are drawn from the true CTR."""
+    """The loop every bandit shares: per round, ``allocate(shown, clicks, allowed, size)`` splits the round's
+    ``size`` impressions of each product over its allowed arms from the counts so far; clicks are drawn from
+    the true CTR. A product with no allowed arm gets no impressions."""
     one = np.ndim(arms_ctr) == 1
     ctr = _as_arms(arms_ctr)
+    mask = _as_allowed(allowed, ctr.shape)
+    live = mask.any(axis=1)
     shown = np.zeros(ctr.shape, dtype=np.int64)
     clicks = np.zeros(ctr.shape, dtype=np.int64)
     for size in round_sizes(int(impressions), int(rounds)):
-        if size == 0:
+        if size == 0 or not live.any():
             continue
-        batch = allocate(shown, clicks, int(size))
-        clicks += rng.binomial(batch, ctr)
-        shown += batch
+        batch = allocate(shown[live], clicks[live], mask[live], int(size))
+        clicks[live] += rng.binomial(batch, ctr[live])
+        shown[live] += batch
     return _finish(one, shown, clicks)
 
 
@@ -110,25 +137,28 @@ def thompson_sampling(
     *,
     rounds: int = 1,
     prior: tuple[float, float] = (1.0, 1.0),
+    allowed: np.ndarray | None = None,
 ) -> Served:
     """Serve ``impressions`` per product by Thompson sampling on Beta(clicks + a, non-clicks + b) posteriors.
 
-    Each impression draws one CTR per arm from the posteriors and goes to the largest draw. Posteriors are
-    updated after each of ``rounds`` batches (delayed feedback, as a production bandit); ``rounds`` equal to
-    ``impressions`` is the textbook one-at-a-time bandit. ``arms_ctr`` is (arms,) or (products, arms).
+    Each impression draws one CTR per arm from the posteriors and goes to the largest draw among the
+    ``allowed`` arms (default: all). Posteriors are updated after each of ``rounds`` batches (delayed feedback,
+    as a production bandit); ``rounds`` equal to ``impressions`` is the textbook one-at-a-time bandit.
+    ``arms_ctr`` and ``allowed`` are (arms,) or (products, arms).
     """
     a0, b0 = (float(v) for v in prior)
     if a0 <= 0 or b0 <= 0:
         raise ValueError(f"Beta prior parameters must be > 0, got {prior}")
 
-    def allocate(shown: np.ndarray, clicks: np.ndarray, size: int) -> np.ndarray:
+    def allocate(shown: np.ndarray, clicks: np.ndarray, mask: np.ndarray, size: int) -> np.ndarray:
         products, arms = shown.shape
         alpha = (a0 + clicks)[:, None, :]
         beta = (b0 + shown - clicks)[:, None, :]
-        chosen = rng.beta(alpha, beta, size=(products, size, arms)).argmax(axis=2)
+        draws = rng.beta(alpha, beta, size=(products, size, arms))
+        chosen = np.where(mask[:, None, :], draws, -np.inf).argmax(axis=2)
         return np.stack([(chosen == k).sum(axis=1) for k in range(arms)], axis=1)
 
-    return _serve_in_rounds(arms_ctr, impressions, rounds, rng, allocate)
+    return _serve_in_rounds(arms_ctr, impressions, rounds, rng, allocate, allowed)
 
 
 def epsilon_greedy(
@@ -139,8 +169,10 @@ def epsilon_greedy(
     rounds: int = 1,
     epsilon: float = 0.1,
     prior: tuple[float, float] = (1.0, 1.0),
+    allowed: np.ndarray | None = None,
 ) -> Served:
-    """Serve by epsilon-greedy: ``epsilon`` of each batch uniformly, the rest to the best posterior mean.
+    """Serve by epsilon-greedy: ``epsilon`` of each batch uniformly, the rest to the best posterior mean,
+    both among the ``allowed`` arms (default: all).
 
     Ties between posterior means are broken at random; the first batch (no data yet) is therefore uniform
     in expectation.
@@ -149,24 +181,29 @@ def epsilon_greedy(
         raise ValueError(f"epsilon must lie in [0, 1], got {epsilon}")
     a0, b0 = (float(v) for v in prior)
 
-    def allocate(shown: np.ndarray, clicks: np.ndarray, size: int) -> np.ndarray:
-        products, arms = shown.shape
-        mean = (a0 + clicks) / (a0 + b0 + shown)
+    def allocate(shown: np.ndarray, clicks: np.ndarray, mask: np.ndarray, size: int) -> np.ndarray:
+        products = shown.shape[0]
+        mean = np.where(mask, (a0 + clicks) / (a0 + b0 + shown), -np.inf)
         best = mean == mean.max(axis=1, keepdims=True)
         greedy = (best * (1 + rng.random(best.shape))).argmax(axis=1)  # a random one of the tied best
-        p = np.full((products, arms), epsilon / arms)
+        p = mask * (epsilon / mask.sum(axis=1, keepdims=True))
         p[np.arange(products), greedy] += 1 - epsilon
         return rng.multinomial(size, p)
 
-    return _serve_in_rounds(arms_ctr, impressions, rounds, rng, allocate)
+    return _serve_in_rounds(arms_ctr, impressions, rounds, rng, allocate, allowed)
 
 
-def uniform_allocation(arms_ctr: np.ndarray, impressions: int, rng: np.random.Generator) -> Served:
-    """Serve every impression to an arm drawn uniformly: the no-bandit reference."""
+def uniform_allocation(
+    arms_ctr: np.ndarray, impressions: int, rng: np.random.Generator, *, allowed: np.ndarray | None = None
+) -> Served:
+    """Serve every impression to an arm drawn uniformly among the ``allowed`` ones: the no-bandit reference."""
     one = np.ndim(arms_ctr) == 1
     ctr = _as_arms(arms_ctr)
-    products, arms = ctr.shape
-    shown = rng.multinomial(int(impressions), np.full((products, arms), 1 / arms))
+    mask = _as_allowed(allowed, ctr.shape)
+    live = mask.any(axis=1)
+    shown = np.zeros(ctr.shape, dtype=np.int64)
+    if live.any():
+        shown[live] = rng.multinomial(int(impressions), mask[live] / mask[live].sum(axis=1, keepdims=True))
     return _finish(one, shown, rng.binomial(shown, ctr))
 
 
@@ -272,6 +309,7 @@ class OnlineSettings:
     resamples: int
     separation_steps: int
     separation_interval: str
+    screen: bool
 
     @classmethod
     def from_config(cls, node: Mapping[str, Any]) -> OnlineSettings:
@@ -288,6 +326,7 @@ class OnlineSettings:
             "resamples",
             "separation_steps",
             "separation_interval",
+            "screen",
         )
         missing = [k for k in keys if k not in node or node[k] is None]
         if missing:
@@ -304,6 +343,7 @@ class OnlineSettings:
             resamples=int(node["resamples"]),
             separation_steps=int(node["separation_steps"]),
             separation_interval=str(node["separation_interval"]),
+            screen=node["screen"] is True,
         )
         checks = {
             "policy": (settings.policy in POLICIES, f"one of {', '.join(POLICIES)}"),
@@ -317,6 +357,7 @@ class OnlineSettings:
             "resamples": (settings.resamples >= 100, "an integer >= 100"),
             "separation_steps": (settings.separation_steps >= 1, "an integer >= 1"),
             "separation_interval": (settings.separation_interval in INTERVALS, f"one of {', '.join(INTERVALS)}"),
+            "screen": (isinstance(node["screen"], bool), "true or false"),
         }
         for key, (ok, expected) in checks.items():
             if not ok:
@@ -329,15 +370,30 @@ class OnlineSettings:
         ladder = {self.impressions_per_product // 2**k for k in range(self.separation_steps)}
         return sorted(b for b in ladder if b >= 1)
 
-    def serve(self, arms_ctr: np.ndarray, impressions: int, rng: np.random.Generator) -> Served:
-        """One bucket's traffic under the configured policy."""
+    def serve(
+        self, arms_ctr: np.ndarray, impressions: int, rng: np.random.Generator, allowed: np.ndarray
+    ) -> Served:
+        """One bucket's traffic under the configured policy, over the ``allowed`` ads."""
         if self.policy == "thompson":
-            return thompson_sampling(arms_ctr, impressions, rng, rounds=self.rounds, prior=self.prior)
+            return thompson_sampling(
+                arms_ctr, impressions, rng, rounds=self.rounds, prior=self.prior, allowed=allowed
+            )
         if self.policy == "epsilon_greedy":
             return epsilon_greedy(
-                arms_ctr, impressions, rng, rounds=self.rounds, epsilon=self.epsilon, prior=self.prior
+                arms_ctr,
+                impressions,
+                rng,
+                rounds=self.rounds,
+                epsilon=self.epsilon,
+                prior=self.prior,
+                allowed=allowed,
             )
-        return uniform_allocation(arms_ctr, impressions, rng)
+        return uniform_allocation(arms_ctr, impressions, rng, allowed=allowed)
+
+    def servable(self, match: np.ndarray) -> np.ndarray:
+        """The ads that may be served: with ``screen``, those the match judgement calls a fit; else all."""
+        match = np.asarray(match, dtype=bool)
+        return match.copy() if self.screen else np.ones(match.shape, dtype=bool)
 
     def describe_interval(self, interval: str) -> str:
         """How an interval kind is computed, in words (recorded in the metrics)."""
@@ -354,7 +410,8 @@ class OnlineSettings:
 # ---------------------------------------------------------------------------------------------- buckets
 @dataclass(frozen=True)
 class Bucket:
-    """One arm of the A/B test: per held-out product (rows, in the control's order) its ads (columns)."""
+    """One arm of the A/B test: per held-out product (rows, in the control's order) its ads (columns), with
+    each ad's true CTR and match judgement (True: the background fits the product)."""
 
     name: str
     source: Path
@@ -492,6 +549,9 @@ def comparison_rng(seed: int, budget: int, treatment: str, control: str, group: 
 def lift_record(lift: Lift) -> dict[str, float | None]:
     """A Lift in percent, NaN as null."""
 
+    def plain(value: float) -> float | None:
+        return None if np.isnan(value) else value
+
     def pct(value: float) -> float | None:
         return None if np.isnan(value) else 100 * value
 
@@ -499,8 +559,24 @@ def lift_record(lift: Lift) -> dict[str, float | None]:
         "lift_pct": pct(lift.lift),
         "low_pct": pct(lift.low),
         "high_pct": pct(lift.high),
-        "ctr": lift.treatment_ctr,
-        "control_ctr": lift.control_ctr,
+        "ctr": plain(lift.treatment_ctr),
+        "control_ctr": plain(lift.control_ctr),
+    }
+
+
+#: The lift of a comparison without a product that both buckets served.
+NO_COMMON_PRODUCTS = Lift(*(float("nan"),) * 5)
+
+
+def screening_counts(servable: np.ndarray) -> dict[str, Any]:
+    """Per bucket: its ads, those screened out (count and share), and the products left without an ad."""
+    mask = np.atleast_2d(np.asarray(servable, dtype=bool))
+    out = int((~mask).sum())
+    return {
+        "ads": int(mask.size),
+        "ads_screened_out": out,
+        "ads_screened_out_share": out / mask.size if mask.size else None,
+        "products_screened_out": int((~mask.any(axis=1)).sum()),
     }
 
 
@@ -515,16 +591,26 @@ def run_experiment(
     """Run the A/B test (buckets[0] is the control) at every budget of the ladder; (metrics, served rows).
 
     The largest budget is the main experiment: its lifts per category, expected CTRs and served ads are
-    reported; the smaller budgets only feed the impressions-to-separate figures.
+    reported; the smaller budgets only feed the impressions-to-separate figures. With ``settings.screen`` a
+    bucket serves only its matched ads; a product left with none gets no traffic in that bucket, and every
+    comparison of two buckets is over the products both served (the paired bootstrap stays paired).
     """
     control, methods = buckets[0], list(buckets[1:])
     budgets = settings.budgets()
+    servable = {b.name: settings.servable(b.match) for b in buckets}
+    live = {name: mask.any(axis=1) for name, mask in servable.items()}
     groups = {ALL: np.ones(len(product_ids), dtype=bool)}
     for category in sorted(set(categories)):
         groups[category] = np.array([c == category for c in categories])
 
+    def common(a: str, b: str, group: str = ALL) -> np.ndarray:
+        """The products of ``group`` both buckets served."""
+        return groups[group] & live[a] & live[b]
+
     def compare(treat: Served, base: Served, budget: int, a: str, b: str, group: str, interval: str) -> Lift:
-        rows = groups[group]
+        rows = common(a, b, group)
+        if not rows.any():
+            return NO_COMMON_PRODUCTS
         return lift_with_interval(
             treat.clicks.sum(1)[rows],
             treat.impressions.sum(1)[rows],
@@ -544,10 +630,16 @@ def run_experiment(
     served: dict[str, Served] = {}
     for budget in budgets:
         progress(f"budget {budget} impressions per product and bucket")
-        served = {b.name: settings.serve(b.ctr, budget, bucket_rng(seed, budget, b.name)) for b in buckets}
+        served = {
+            b.name: settings.serve(b.ctr, budget, bucket_rng(seed, budget, b.name), servable[b.name])
+            for b in buckets
+        }
         for a, b in pairs:
             ladder[(a, b)].append(compare(served[a], served[b], budget, a, b, ALL, settings.separation_interval))
     main = budgets[-1]
+
+    def per_impression(total: float, impressions: int) -> float | None:
+        return float(total / impressions) if impressions else None
 
     def bucket_summary(bucket: Bucket) -> dict[str, Any]:
         s = served[bucket.name]
@@ -556,20 +648,23 @@ def run_experiment(
             "source": str(bucket.source),
             "impressions": shown,
             "clicks": int(s.clicks.sum()),
-            "ctr": float(s.clicks.sum() / shown),
-            "expected_ctr": float((s.impressions * bucket.ctr).sum() / shown),
+            "ctr": per_impression(s.clicks.sum(), shown),
+            "expected_ctr": per_impression((s.impressions * bucket.ctr).sum(), shown),
             "mean_ad_ctr": float(bucket.ctr.mean()),
             "best_ad_ctr": float(bucket.ctr.max(axis=1).mean()),
             "match_rate": float(bucket.match.mean()),
-            "served_match_rate": float((s.impressions * bucket.match).sum() / shown),
+            "served_match_rate": per_impression((s.impressions * bucket.match).sum(), shown),
+            **screening_counts(servable[bucket.name]),
         }
 
     def separation(a: str, b: str) -> dict[str, Any]:
         needed = impressions_to_separate(budgets, ladder[(a, b)])
-        per_bucket = None if needed is None else needed * len(product_ids)
+        products = int(common(a, b).sum())
+        per_bucket = None if needed is None else needed * products
         return {
             "treatment": a,
             "baseline": b,
+            "products": products,
             "impressions_per_product": needed,
             "impressions_per_bucket": per_bucket,
             "impressions_total": None if per_bucket is None else 2 * per_bucket,
@@ -578,7 +673,7 @@ def run_experiment(
             "curve": [
                 {
                     "impressions_per_product": budget,
-                    "impressions_per_bucket": budget * len(product_ids),
+                    "impressions_per_bucket": budget * products,
                     **lift_record(lift),
                 }
                 for budget, lift in zip(budgets, ladder[(a, b)])
@@ -590,16 +685,24 @@ def run_experiment(
     for bucket in methods:
         s = served[bucket.name]
         by_group = {}
-        for group, rows in groups.items():
+        for group in groups:
+            rows = common(bucket.name, control.name, group)
             lift = compare(s, control_served, main, bucket.name, control.name, group, settings.interval)
-            expected_t = (s.impressions * bucket.ctr)[rows].sum() / s.impressions[rows].sum()
-            expected_c = (control_served.impressions * control.ctr)[rows].sum() / control_served.impressions[
-                rows
-            ].sum()
+            expected_t = per_impression(
+                (s.impressions * bucket.ctr)[rows].sum(), int(s.impressions[rows].sum())
+            )
+            expected_c = per_impression(
+                (control_served.impressions * control.ctr)[rows].sum(),
+                int(control_served.impressions[rows].sum()),
+            )
             by_group[group] = {
                 **lift_record(lift),
-                "expected_lift_pct": float(100 * (expected_t / expected_c - 1)),
+                "expected_lift_pct": (
+                    None if expected_t is None or not expected_c else 100 * (expected_t / expected_c - 1)
+                ),
                 "products": int(rows.sum()),
+                # in the group but left out: all of its ads screened out in this bucket or the control
+                "products_left_out": int((groups[group] & ~rows).sum()),
                 "impressions": int(s.impressions[rows].sum()),
             }
         method_metrics[bucket.name] = {
@@ -612,6 +715,7 @@ def run_experiment(
         "epsilon": settings.epsilon if settings.policy == "epsilon_greedy" else None,
         "prior": list(settings.prior) if settings.policy != "uniform" else None,
         "rounds": settings.rounds if settings.policy != "uniform" else None,
+        "screen": settings.screen,
         "interval": settings.interval,
         "interval_method": settings.describe_interval(settings.interval),
         "separation_interval": settings.separation_interval,
@@ -621,8 +725,9 @@ def run_experiment(
         "products": len(product_ids),
         "ads_per_product": settings.ads_per_product,
         "impressions_per_product": main,
+        # the budget of a bucket whose every product serves; a screened-out product gets none
         "impressions_per_bucket": main * len(product_ids),
-        "impressions_total": main * len(product_ids) * len(buckets),
+        "impressions_total": int(sum(int(s.impressions.sum()) for s in served.values())),
         "budgets_per_product": budgets,
         "categories": {group: int(rows.sum()) for group, rows in groups.items() if group != ALL},
         "control": bucket_summary(control),
@@ -643,6 +748,7 @@ def run_experiment(
                         "description": text,
                         "true_ctr": float(bucket.ctr[i, j]),
                         "match": bool(bucket.match[i, j]),
+                        "screened_out": not servable[bucket.name][i, j],
                         "impressions": int(s.impressions[i, j]),
                         "clicks": int(s.clicks[i, j]),
                     }
@@ -715,7 +821,20 @@ def run(args: argparse.Namespace, cfg: DictConfig) -> None:
         tmp.mkdir()
         write_json(metrics, tmp / "metrics.json")
         write_parquet(served, tmp / "served.parquet")
+    if settings.screen:
+        for name, data in {CONTROL: metrics["control"], **metrics["methods"]}.items():
+            log.info(
+                "%s: screened out %d of %d ads (%.1f%%); %d products left without an ad",
+                name,
+                data["ads_screened_out"],
+                data["ads"],
+                100 * data["ads_screened_out_share"],
+                data["products_screened_out"],
+            )
     for name, data in metrics["methods"].items():
+        if data["lift"][ALL]["products"] == 0:
+            log.warning("%s: no product has an ad left in both this bucket and the control: no lift", name)
+            continue
         overall = {k: float("nan") if v is None else v for k, v in data["lift"][ALL].items()}
         need = data["separation"]["impressions_per_bucket"]
         log.info(

@@ -9,8 +9,9 @@ On the same test pairs the RM is scored on:
   random, so even the oracle misses pairs whose observed order was flipped by chance: no model can be
   expected to do better. The same number is the accuracy of ranking by the OBSERVED CTR (the labels)
   judged by the true order: both count the pairs where the two orders agree (a true tie counts half);
-- per ``--predictions`` file (``caig reward-eval`` output): the model's accuracy judged by the true order,
-  beside its accuracy judged by the observed labels.
+- per ``--predictions`` file (``caig reward-eval`` output): the model's headline predictions (each pair in
+  one order, argmax as in the paper's Eq. 13) judged by the true order, beside its accuracy judged by the
+  observed labels.
 
 Intervals are product-level bootstrap intervals, as in ``caig reward-eval``. Only this package (and the
 simulator) may read ``truth.parquet``.
@@ -30,7 +31,7 @@ from caig.cli import named_path
 from caig.errors import InputError
 from caig.io import write_json
 from caig.logs import get_logger
-from caig.reward.eval import accuracy_summary, pair_correct
+from caig.reward.eval import accuracy_summary, argmax_correct, pair_correct
 
 log = get_logger("pair-ceiling")
 TRUTH_COLUMNS = ("creative_id", "true_ctr")
@@ -101,12 +102,13 @@ def model_vs_truth(
     confidence: float,
     seed: int,
 ) -> dict[str, Any]:
-    """A model's predictions (reward-eval's predictions.parquet) judged by the true order."""
+    """A model's headline predictions (reward-eval's predictions.parquet, ``p_left`` of the pair as shown,
+    argmax with ties to the left) judged by the true order; a true tie counts half."""
     for name in ("product_id", "left_creative_id", "right_creative_id", "p_left"):
         if name not in predictions.columns:
             raise InputError(f"lacks column {name!r}", file=file, expected="caig reward-eval predictions")
     left_true, right_true = true_ctrs(predictions, truth, file)
-    correct = pair_correct(predictions["p_left"].to_numpy(), left_true > right_true)
+    correct = argmax_correct(predictions["p_left"].to_numpy(), left_true > right_true)
     correct[left_true == right_true] = 0.5
     return accuracy_summary(
         correct, predictions["product_id"].to_list(), resamples=resamples, confidence=confidence, seed=seed

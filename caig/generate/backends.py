@@ -4,10 +4,10 @@
 the reward model and the oracle can tell backgrounds apart. ``diffusion``: Stable Diffusion 1.5 +
 ControlNet (canny) inpainting around the product, the paper's generator (caig/generate/diffusion.py).
 
-Seeds are the caller's contract: pass a distinct seed to every candidate you intend to compare (the
-authors' code rendered both candidates of a pair with one seed, so the pair differed only through the
-description and the noise was shared). Given the same (product, description, seed) a back end returns
-the same image.
+Seeds are the caller's contract. The preference loop gives both candidates of a product one seed by default
+(``preference.render.seed_per``, as the authors' code does), so the pair shares its noise and differs only
+through the descriptions; it can also give every candidate its own. Given the same (product, description,
+seed) a back end returns the same image.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ log = get_logger("generate")
 def check_candidates(
     products: Sequence[ProductInput], descriptions: Sequence[str], seeds: Sequence[int]
 ) -> None:
-    """Validate one call's candidates: equal lengths, integer seeds; warn when a product reuses a seed."""
+    """Validate one call's candidates: equal lengths, integer seeds; warn when a (product, description, seed)
+    repeats, which renders the same ad twice."""
     if not len(products) == len(descriptions) == len(seeds):
         raise ValueError(
             f"one product, description and seed per candidate: got {len(products)} products, "
@@ -41,13 +42,13 @@ def check_candidates(
     for seed in seeds:
         if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**63:
             raise ValueError(f"seeds must be integers in [0, 2**63), got {seed!r}")
-    reused = [key for key, n in Counter(zip((p.product_id for p in products), seeds)).items() if n > 1]
-    if reused:
+    keys = zip((p.product_id for p in products), descriptions, seeds)
+    repeated = [key for key, n in Counter(keys).items() if n > 1]
+    if repeated:
         log.warning(
-            "%d (product, seed) pairs are used by more than one candidate, e.g. %s: such candidates share their "
-            "noise; give every candidate its own seed",
-            len(reused),
-            reused[0],
+            "%d (product, description, seed) triples are rendered more than once, e.g. %s: identical ads",
+            len(repeated),
+            repeated[0],
         )
 
 

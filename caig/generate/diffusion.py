@@ -480,7 +480,8 @@ class DiffusionGenerator(BackgroundGenerator):
 
     Each candidate gets its own ``torch.Generator`` seeded with its seed, so an image depends on its
     (product, description, seed), not on which other candidates share its batch (up to the rounding of
-    batched kernels: a few 8-bit levels on a handful of pixels).
+    batched kernels: a few 8-bit levels on a handful of pixels); two candidates given one seed start from
+    the same noise, in one batch or not.
     """
 
     def __init__(

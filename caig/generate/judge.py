@@ -1,9 +1,16 @@
 """The frozen reward model judges each product's two candidate ads; the epoch's preference set is the result.
 
 Each pair is scored with the symmetric scorer (both orders, ``caig.reward.judging.PairJudge``), so the RM's position
-bias cannot pick the winner. The winner's description is y+ (``chosen``), the loser's y- (``rejected``). Pairs
-the RM cannot separate, |p - 0.5| < ``margin``, are dropped and counted. The set keeps the RM probabilities,
-the question asked and both candidates' seeds and images, so it can be inspected and reused.
+bias cannot pick the winner. The winner's description is y+ (``chosen``), the loser's y- (``rejected``). Two
+rules drop a pair (counted as a tie):
+
+- a numerical tie, |p - 0.5| <= ``TIE_TOLERANCE`` (1e-6): two identical ads score 0.5 only up to the float
+  rounding of the softmax, and that rounding must not pick a winner. It always applies and is not a setting;
+- the optional ``preference.judge.margin``: |p - 0.5| < margin. Algorithm 1 of the paper drops nothing, so the
+  default is 0; a margin keeps only the pairs the RM separates clearly.
+
+The set keeps the RM probabilities, the question asked and both candidates' seeds and images, so it can be
+inspected and reused.
 
 ``caig judge --ads FILE --catalog FILE --reward-model DIR --out DIR`` writes ``preferences.parquet`` and
 ``summary.json``.
@@ -59,8 +66,9 @@ def pair_candidates(ads: pl.DataFrame, source: str | Path = "ads") -> pl.DataFra
 
 
 def preference_rows(scored: pl.DataFrame, margin: float) -> pl.DataFrame:
-    """Winner/loser per scored pair (``p_left`` = P(left candidate gets more clicks)); ties, |p - 0.5| <
-    ``margin``, are dropped (and with no margin, 0.5 up to float rounding: identical ads)."""
+    """Winner/loser per scored pair (``p_left`` = P(left candidate gets more clicks)); a pair is dropped when
+    |p - 0.5| < ``margin`` (the optional margin; 0: Algorithm 1) or |p - 0.5| <= ``TIE_TOLERANCE`` (a numerical
+    tie, whatever the margin: 0.5 up to float rounding, e.g. identical ads)."""
     if not 0.0 <= margin < 0.5:
         raise ConfigError(f"preference.judge.margin must be in [0, 0.5), got {margin}")
     distance = (pl.col("p_left") - 0.5).abs()
@@ -188,6 +196,6 @@ def run(args: argparse.Namespace, cfg: DictConfig) -> None:
     write_parquet(preferences, args.out / "preferences.parquet")
     write_json({"epoch": args.epoch, "reward_model": str(args.reward_model), **counts}, args.out / "summary.json")
     log.info(
-        "%d pairs: %d preferences kept, %d ties (|p - 0.5| < %g) dropped -> %s",
-        counts["pairs"], counts["kept"], counts["ties_dropped"], counts["margin"], args.out,
+        "%d pairs: %d preferences kept, %d ties (|p - 0.5| < margin %g, or <= %g) dropped -> %s",
+        counts["pairs"], counts["kept"], counts["ties_dropped"], counts["margin"], TIE_TOLERANCE, args.out,
     )

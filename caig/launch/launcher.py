@@ -3,10 +3,16 @@
 Three plans, chosen from the node count and the GPUs visible on this node:
 
 - ``single``: one process, one rank (CPU, or one GPU). DeepSpeed and HF still want a distributed
-  environment, so the plan sets ``MASTER_ADDR/MASTER_PORT/RANK=0/WORLD_SIZE=1/LOCAL_RANK=0``.
+  environment, so the plan sets ``RANK=0/WORLD_SIZE=1/LOCAL_RANK=0``, and no MASTER_ADDR/MASTER_PORT: the
+  rank's process group lives on an in-process store (``caig.launch.dist``) and takes no TCP port, so jobs
+  running side by side cannot race for one.
 - ``torchrun``: one node, N > 1 GPUs: ``python -m torch.distributed.run --standalone --nproc_per_node N``.
+  Standalone torchrun starts its agent's store on a port the kernel assigns and holds, and its workers
+  join that store (shared with them unless TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1, which the plan rules out).
 - ``srun``: several nodes inside a Slurm allocation: ``srun`` starts one task per GPU on every node, and
-  each task (``caig.launch.rank``) derives its rank and world from Slurm's variables with submitit.
+  each task (``caig.launch.rank``) derives its rank and world from Slurm's variables with submitit and
+  joins rank 0's store (``caig.launch.rendezvous``: a kernel-assigned port, published through a file in
+  the shared working directory).
 
 The launcher replaces itself with the planned command (``exec``), so Slurm's signals reach the ranks
 directly; a rule should ``exec caig launch -- ...`` too, so that no shell sits between Snakemake's job
@@ -23,7 +29,6 @@ from __future__ import annotations
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -34,11 +39,9 @@ from caig.errors import ConfigError
 from caig.logs import get_logger
 
 Mode = Literal["single", "torchrun", "srun"]
-# The variables a launched rank reads; a plan sets all of them (or leaves them all to torchrun/srun).
+# The variables a launched rank reads; none is inherited: a plan sets them, or leaves them to torchrun
+# and caig.launch.rank (an inherited MASTER_PORT would invite a library to bind it).
 DIST_VARS = ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")
-# Port range for multi-node jobs: every task must agree on the port without talking, so it comes from the
-# job id (the same rule as submitit's default).
-SLURM_PORT_BASE, SLURM_PORT_SPAN = 20000, 40000
 # How long torchrun waits for workers to finish a checkpoint after SIGTERM before it kills them; the
 # same 15 minutes as the early warning profiles/slurm asks Slurm for (--signal=TERM@900).
 SHUTDOWN_GRACE_SECONDS = 900
@@ -120,13 +123,6 @@ def slurm_job(env: Mapping[str, str]) -> SlurmJob | None:
     return SlurmJob(job_id, nodes, int(cpus) // nodes if cpus.isdigit() else None)
 
 
-def free_port() -> int:
-    """A TCP port free on this host right now, for a one-process world."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def plan_launch(
     target: Sequence[str],
     *,
@@ -135,12 +131,11 @@ def plan_launch(
     env: Mapping[str, str] | None = None,
     python: str = sys.executable,
     count_gpus: Callable[[Mapping[str, str]], int] = visible_gpus,
-    port: Callable[[], int] = free_port,
 ) -> LaunchPlan:
     """Plan the launch of ``python -m <target...>`` (e.g. ``["caig", "pretrain", "preset=paper"]``).
 
     ``nodes`` and ``gpus_per_node`` default to what the environment shows (the Slurm job's node count,
-    the CUDA devices torch sees); ``env``, ``count_gpus`` and ``port`` are injectable for tests.
+    the CUDA devices torch sees); ``env`` and ``count_gpus`` are injectable for tests.
     """
     if not target:
         raise ConfigError("caig launch: no command to launch (expected: caig launch -- <command> [args])")
@@ -160,7 +155,6 @@ def plan_launch(
         if job is None:
             raise ConfigError(f"caig launch: --nodes {nodes} needs a Slurm allocation (no SLURM_JOB_ID)")
         tasks_per_node = max(gpus_per_node, 1)
-        port_number = SLURM_PORT_BASE + int(job.job_id.split("_")[0]) % SLURM_PORT_SPAN
         argv = [
             "srun",
             f"--jobid={job.job_id}",
@@ -171,18 +165,17 @@ def plan_launch(
         if job.cpus_per_node:
             argv.append(f"--cpus-per-task={max(job.cpus_per_node // tasks_per_node, 1)}")
         argv += ["--kill-on-bad-exit=1", python, "-m", "caig.launch.rank", *target]
-        return LaunchPlan("srun", nodes, gpus_per_node, argv, {"MASTER_PORT": str(port_number)})
+        return LaunchPlan("srun", nodes, gpus_per_node, argv)
 
     if gpus_per_node > 1:
         argv = [
             *(python, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus_per_node}"),
             f"--shutdown-timeout={SHUTDOWN_GRACE_SECONDS}",
         ]
-        return LaunchPlan("torchrun", 1, gpus_per_node, [*argv, *module_argv])
+        shared_store = {"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "0"}  # workers join the agent's held port
+        return LaunchPlan("torchrun", 1, gpus_per_node, [*argv, *module_argv], shared_store)
 
     single_env = {
-        "MASTER_ADDR": "127.0.0.1",
-        "MASTER_PORT": str(port()),
         "RANK": "0",
         "WORLD_SIZE": "1",
         "LOCAL_RANK": "0",

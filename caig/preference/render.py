@@ -2,8 +2,11 @@
 
 ``caig render --candidates FILE --catalog FILE --out DIR [generate=world|diffusion|diffusion_tiny]`` writes
 ``DIR/ads/<product_id>_<candidate>.png`` and ``DIR/ads.parquet`` (the candidate rows plus ``image``, relative
-to DIR, and ``render_seed``). Every candidate renders with its own seed, derived from its sampling seed. Under
-``caig launch`` each rank renders every N-th product into ``DIR.partial``, renamed to DIR when complete.
+to DIR, and ``render_seed``). ``preference.render.seed_per`` says where the diffusion seed comes from: ``product``
+(default, as in the authors' code): both candidates of a product share one seed, derived from the run seed and the
+product id, so the pair differs only through its descriptions and the reward model judges those, not the noise;
+``candidate``: each candidate its own seed, derived from its sampling seed. Under ``caig launch`` each rank renders
+every N-th product into ``DIR.partial``, renamed to DIR when complete.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,7 +23,7 @@ import polars as pl
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from caig.errors import InputError
+from caig.errors import ConfigError, InputError
 from caig.generate.backends import BackgroundGenerator, make_generator
 from caig.generate.products import ProductInput
 from caig.io import write_parquet
@@ -29,12 +33,37 @@ log = get_logger("render")
 
 IMAGES_DIR = "ads"
 INDEX_FILE = "ads.parquet"
+#: Values of ``preference.render.seed_per``: one diffusion seed per product, or one per candidate.
+SEED_PER = ("product", "candidate")
+
+
+def _seed_from(entropy: list[int]) -> int:
+    return int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
 
 
 def render_seed(sampling_seed: int) -> int:
     """The render seed of a candidate: a function of its (distinct) sampling seed, in [0, 2**63)."""
-    state = np.random.SeedSequence([int(sampling_seed) & 0xFFFFFFFF, int(sampling_seed) >> 32, 17])
-    return int(state.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
+    return _seed_from([int(sampling_seed) & 0xFFFFFFFF, int(sampling_seed) >> 32, 17])
+
+
+def product_render_seed(run_seed: int, product_id: str) -> int:
+    """The render seed shared by a product's candidates: a function of the run seed and the product id, in
+    [0, 2**63), the same in every call, epoch and process."""
+    return _seed_from([int(run_seed), zlib.crc32(product_id.encode()), 23])
+
+
+def check_seed_per(value: object) -> str:
+    """``preference.render.seed_per``, or a ConfigError naming the key, the value and the choices."""
+    if value not in SEED_PER:
+        raise ConfigError(f"preference.render.seed_per={value!r} (expected one of {', '.join(SEED_PER)})")
+    return str(value)
+
+
+def render_seeds(candidates: pl.DataFrame, seed_per: str, run_seed: int) -> list[int]:
+    """One render seed per candidate row (``product_id`` and sampling ``seed`` columns), by ``seed_per``."""
+    if check_seed_per(seed_per) == "product":
+        return [product_render_seed(run_seed, pid) for pid in candidates.get_column("product_id").to_list()]
+    return [render_seed(seed) for seed in candidates.get_column("seed").to_list()]
 
 
 def image_name(product_id: str, candidate: int) -> str:
@@ -61,12 +90,16 @@ def render_candidates(
     candidates: pl.DataFrame,
     out_dir: Path,
     *,
+    seeds: Sequence[int] | None = None,
     chunk: int = 64,
 ) -> pl.DataFrame:
-    """Render every candidate row into ``out_dir/ads``; returns the rows with ``image`` and ``render_seed``."""
+    """Render every candidate row into ``out_dir/ads`` with ``seeds`` (one per row; by default each candidate's
+    own, from its sampling seed); returns the rows with ``image`` and ``render_seed``."""
     (out_dir / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
     rows = candidates.to_dicts()
-    seeds = [render_seed(row["seed"]) for row in rows]
+    seeds = [render_seed(row["seed"]) for row in rows] if seeds is None else [int(seed) for seed in seeds]
+    if len(seeds) != len(rows):
+        raise ValueError(f"{len(rows)} candidates but {len(seeds)} seeds")
     names = [f"{IMAGES_DIR}/{image_name(row['product_id'], row['candidate'])}" for row in rows]
     for start in tqdm(range(0, len(rows), chunk), desc="rendering", unit="chunk", disable=len(rows) <= chunk):
         part = rows[start : start + chunk]
@@ -102,6 +135,7 @@ def run(args: argparse.Namespace, cfg: DictConfig) -> None:
     missing = sorted(set(order) - set(products))
     if missing:
         raise InputError(f"candidates name products not in the catalog, e.g. {missing[:3]}", file=args.candidates)
+    seed_per = check_seed_per(cfg.preference.render.seed_per)
     generator = make_generator(cfg)
     staging = Path(f"{args.out}.partial")  # every rank writes here; renamed to --out once complete
     if world.is_main:
@@ -109,11 +143,20 @@ def run(args: argparse.Namespace, cfg: DictConfig) -> None:
         staging.mkdir(parents=True)
     barrier(world)
     mine = candidates.filter(pl.col("product_id").is_in(my_share(order, world)))
-    table = gather_in_order(render_candidates(generator, products, mine, staging), "product_id", order, world)
+    seeds = render_seeds(mine, seed_per, int(cfg.seed))
+    table = gather_in_order(
+        render_candidates(generator, products, mine, staging, seeds=seeds), "product_id", order, world
+    )
     if table is None:
         return  # not the main rank
     write_parquet(table, staging / INDEX_FILE)
     if args.out.exists():
         shutil.rmtree(args.out)
     os.replace(staging, args.out)
-    log.info("rendered %d ads with the %s back end -> %s", table.height, cfg.generate.backend, args.out)
+    log.info(
+        "rendered %d ads with the %s back end, one seed per %s -> %s",
+        table.height,
+        cfg.generate.backend,
+        seed_per,
+        args.out,
+    )

@@ -23,7 +23,7 @@ from caig.preference.mismatch import KINDS
 class PCPOTrainer(DPOTrainer):
     """DPO + weight * PCPO; with ``pcpo_weight=0`` (or batches without ``pcpo_*`` rows) it is plain DPO."""
 
-    def __init__(self, *args: Any, pcpo_weight: float = 1.0, pcpo_beta: float = 0.1, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, pcpo_weight: float = 1.0, pcpo_beta: float = 0.5, **kwargs: Any) -> None:
         if pcpo_weight < 0:
             raise ValueError(f"pcpo_weight must be >= 0, got {pcpo_weight}")
         if pcpo_beta <= 0:

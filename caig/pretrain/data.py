@@ -1,4 +1,4 @@
-"""E-commerce pre-training records: the paper's three task families, from observable data or a JSONL file.
+"""E-commerce pre-training records: the paper's three task families, from reviewed descriptions or JSONL.
 
 A record is one instruction-following sample (docs/pretrain-data.md)::
 
@@ -10,10 +10,13 @@ product caption, the other attributes, the ``input`` draft prompt) and which que
 ``caig.instruct.PRETRAIN_QUESTIONS`` the question comes from. The prompt is
 ``f_instruct(question, shown attributes)``; the answer is ``target``.
 
-On the synthetic world (or any log with creative descriptions) the records come from observable data only:
-product captions from the catalog, backgrounds from the creatives' descriptions, and "good ads" are each
-product's best creatives by OBSERVED CTR in the click log. Products of the reward model's test split are
-left out, so nothing about a test pair reaches the reward model through pre-training.
+Stage 1 never reads clicks. In the paper its targets are written by a strong MLLM and reviewed by
+annotators; here they come from the catalog and a file of reviewed descriptions: background descriptions
+of each product, each with the reviewers' verdict whether it fits the product (the synthetic world
+publishes its annotators' judgement of every creative in this form; on real data the user provides the
+file). Prompt-generation targets are the descriptions reviewed as fitting, whatever their CTR. Products of
+the reward model's test split are left out, so nothing about a test pair reaches the reward model through
+pre-training.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from caig.data.pairs import split_of
 from caig.errors import ConfigError, InputError
 from caig.instruct import PRETRAIN_QUESTIONS
 from caig.pretrain.products import Product
@@ -48,8 +52,9 @@ class TaskSpec:
 
 
 #: The paper's task table (image understanding 3 x 50k, content comprehension 150k, prompt generation
-#: 50k + 50k + 100k + 100k + 610k). Images: ad creatives for the understanding tasks, product cut-outs
-#: for prompt generation.
+#: 50k + 50k + 100k + 100k + 610k). Images: the product pictured in a background (an ad of it) where the
+#: answer describes a background, the product image itself for product_description and prompt generation
+#: (docs/pretrain-data.md gives the reasons).
 TASKS: dict[str, TaskSpec] = {
     "ad_description": TaskSpec("image_understanding", "image_description", image=True),
     "product_description": TaskSpec("image_understanding", "image_description", image=True),
@@ -117,51 +122,168 @@ def scale_mix(mix: Mapping[str, int], total: int | None) -> dict[str, int]:
     return {task: scaled.get(task, 0) for task in counts}
 
 
-# ---------------------------------------------------------------------------------------------- synthetic
+# ---------------------------------------------------------------------------------------------- descriptions
+#: Fields of a reviewed-descriptions row (docs/pretrain-data.md); ``image`` is optional.
+DESCRIPTION_FIELDS = ("product_id", "description", "fits", "image")
+
+
 @dataclass(frozen=True)
-class Creative:
-    """One creative with its observed totals and its background description."""
+class Description:
+    """A reviewed background description of a product: the reviewers' verdict, and the image it describes."""
 
-    creative_id: str
     product_id: str
-    image: str
-    description: str
-    impressions: int
-    clicks: int
-
-    @property
-    def ctr(self) -> float:
-        return self.clicks / self.impressions if self.impressions else 0.0
+    text: str
+    fits: bool
+    image: str | None
 
 
-def observed_creatives(log: pl.DataFrame, creatives: pl.DataFrame) -> list[Creative]:
-    """Creatives with impressions and clicks summed over the log, joined to their descriptions."""
-    totals = log.group_by("creative_id").agg(
-        pl.col("product_id").first().cast(pl.String),
-        pl.col("image").first(),
-        pl.col("impressions").sum(),
-        pl.col("clicks").sum(),
-    )
-    joined = totals.with_columns(pl.col("creative_id").cast(pl.String)).join(
-        creatives.select(pl.col("creative_id").cast(pl.String), "description"), on="creative_id", how="inner"
-    )
-    return [
-        Creative(
-            r["creative_id"], r["product_id"], r["image"], r["description"], r["impressions"], r["clicks"]
+def validate_description(
+    row: Any, *, file: str | Path | None = None, number: int | None = None, root: Path | None = None
+) -> Description:
+    """One reviewed-descriptions row as a Description; InputError naming the file, row and field otherwise.
+
+    A relative ``image`` is resolved against ``root`` (the file's folder) and must name an existing file.
+    """
+    if not isinstance(row, dict):
+        raise InputError(
+            "a reviewed description must be a JSON object",
+            file=file,
+            row=number,
+            expected=f"keys {list(DESCRIPTION_FIELDS)}",
         )
-        for r in joined.sort("creative_id").iter_rows(named=True)
+    unknown = sorted(set(row) - set(DESCRIPTION_FIELDS))
+    if unknown:
+        raise InputError(
+            f"unknown field {unknown[0]!r}",
+            file=file,
+            row=number,
+            expected=f"only {list(DESCRIPTION_FIELDS)}",
+        )
+    product_id = row.get("product_id")
+    if isinstance(product_id, int) and not isinstance(product_id, bool):
+        product_id = str(product_id)
+    if not (isinstance(product_id, str) and product_id.strip()):
+        raise InputError(
+            f"bad product_id {product_id!r}",
+            file=file,
+            row=number,
+            column="product_id",
+            expected="a catalog product id (string or integer)",
+        )
+    text = row.get("description")
+    if not (isinstance(text, str) and text.strip()):
+        raise InputError(
+            f"bad description {text!r}",
+            file=file,
+            row=number,
+            column="description",
+            expected="a non-empty background description",
+        )
+    fits = row.get("fits")
+    if not isinstance(fits, bool):
+        raise InputError(
+            f"bad fits {fits!r}",
+            file=file,
+            row=number,
+            column="fits",
+            expected="true (the background fits the product) or false (a scale, scene or colour mismatch)",
+        )
+    image = row.get("image")
+    if image is not None:
+        if not (isinstance(image, str) and image.strip()):
+            raise InputError(
+                f"bad image {image!r}", file=file, row=number, column="image", expected="a path or null"
+            )
+        path = Path(image) if root is None or Path(image).is_absolute() else (root / image).resolve()
+        if not path.is_file():
+            raise InputError(
+                f"image {image!r} not found (looked at {path})",
+                file=file,
+                row=number,
+                column="image",
+                expected="an existing image, absolute or relative to the file's folder",
+            )
+        image = str(path)
+    return Description(product_id, " ".join(text.split()), fits, image)
+
+
+def _description_rows(path: Path) -> Iterable[tuple[int, Any]]:
+    """(row number, raw row) of a reviewed-descriptions file: JSON lines, or Parquet with the same columns."""
+    if path.suffix == ".parquet":
+        try:
+            table = pl.read_parquet(path)
+        except (OSError, pl.exceptions.PolarsError) as err:
+            raise InputError(f"cannot read: {err}", file=path, expected="a Parquet file") from err
+        missing = [name for name in DESCRIPTION_FIELDS[:3] if name not in table.columns]
+        unknown = [name for name in table.columns if name not in DESCRIPTION_FIELDS]
+        if missing or unknown:
+            raise InputError(
+                f"lacks column {missing[0]!r}" if missing else f"unknown column {unknown[0]!r}",
+                file=path,
+                column=(missing or unknown)[0],
+                expected=f"columns {list(DESCRIPTION_FIELDS[:3])}, optionally image",
+            )
+        yield from enumerate(table.iter_rows(named=True), start=1)
+        return
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield number, json.loads(line)
+            except json.JSONDecodeError as err:
+                raise InputError(
+                    f"not JSON: {err.msg}", file=path, row=number, expected="one object per line"
+                ) from err
+
+
+def read_descriptions(path: str | Path) -> list[Description]:
+    """The reviewed descriptions of a JSONL (``.jsonl``) or Parquet (``.parquet``) file, in file order."""
+    path = Path(path)
+    if path.suffix not in (".jsonl", ".parquet") or not path.is_file():
+        raise InputError(
+            "reviewed descriptions not found",
+            file=path,
+            expected="a .jsonl or .parquet file of reviewed descriptions (docs/pretrain-data.md)",
+        )
+    root = path.parent.resolve()
+    descriptions = [
+        validate_description(row, file=path, number=number, root=root)
+        for number, row in _description_rows(path)
     ]
+    if not descriptions:
+        raise InputError("no reviewed descriptions", file=path, expected="at least one row")
+    return descriptions
 
 
-def ranked_by_ctr(creatives: Iterable[Creative], min_impressions: int) -> dict[str, list[Creative]]:
-    """Per product, its creatives with enough impressions, best observed CTR first (ties: by id)."""
-    ranked: dict[str, list[Creative]] = {}
-    for creative in creatives:
-        if creative.impressions >= min_impressions:
-            ranked.setdefault(creative.product_id, []).append(creative)
-    for items in ranked.values():
-        items.sort(key=lambda c: (-c.ctr, c.creative_id))
-    return ranked
+def held_out_products(product_ids: Iterable[str], *, test_fraction: float, seed: int) -> set[str]:
+    """The products of the reward model's test split (caig.data.pairs.split_of): what pre-training leaves out.
+
+    The split is a hash of the product id, so it is known without the click log or the pairs.
+    """
+    ids = sorted(product_ids)
+    if not ids:
+        return set()
+    split = split_of(ids, test_fraction, seed).to_list()
+    return {pid for pid, part in zip(ids, split, strict=True) if part == "test"}
+
+
+def detail_phrases(text: str) -> list[str]:
+    """The comma-separated phrases of a description (its subject first, then its details)."""
+    return [phrase.strip() for phrase in text.split(",") if phrase.strip()]
+
+
+def plain_draft(text: str, rng: np.random.Generator) -> str | None:
+    """A user's plain version of a description, Promptist-style: its first phrase and a random part of its
+    other phrases (in order, at least one left out). None for a description of a single phrase."""
+    phrases = detail_phrases(text)
+    if len(phrases) < 2:
+        return None
+    details = phrases[1:]
+    keep = rng.random(len(details)) < 0.5
+    if keep.all():
+        keep[int(rng.integers(len(details)))] = False
+    return ", ".join([phrases[0], *(d for d, kept in zip(details, keep, strict=True) if kept)])
 
 
 def _draw(rng: np.random.Generator, items: Sequence[Any], n: int) -> list[Any]:
@@ -174,27 +296,27 @@ def _draw(rng: np.random.Generator, items: Sequence[Any], n: int) -> list[Any]:
     return picks[:n]
 
 
-def synthetic_records(
+def description_records(
     products: Mapping[str, Product],
-    creatives: Sequence[Creative],
+    descriptions: Sequence[Description],
     counts: Mapping[str, int],
     *,
-    min_impressions: int,
-    good_per_product: int,
     exclude_products: Iterable[str] = (),
     seed: int = 0,
 ) -> list[dict[str, Any]]:
-    """Records of every task in ``counts`` from the catalog, the creatives and their observed CTRs."""
-    if good_per_product < 1:
-        raise ConfigError(f"pretrain.good_per_product={good_per_product} (expected >= 1)")
+    """Records of every task in ``counts`` from the catalog and the reviewed descriptions; no clicks.
+
+    Understanding and comprehension tasks describe an image of the product in a background (a description
+    with an ``image``, fitting or not: the answer is what the image shows); product_description shows the
+    product image itself. Prompt generation targets are descriptions reviewed as fitting their product;
+    the draft of prompt_optimize is a plain version of such a description (``plain_draft``).
+    """
     excluded = set(exclude_products)
-    usable = [c for c in creatives if c.product_id in products and c.product_id not in excluded]
-    ranked = ranked_by_ctr(usable, min_impressions)
-    good = [(pid, c) for pid, items in sorted(ranked.items()) for c in items[:good_per_product]]
-    # a draft to optimise: a creative outside the product's best ones, paired with the best one
-    drafts = [
-        (pid, worse, items[0]) for pid, items in sorted(ranked.items()) for worse in items[good_per_product:]
-    ]
+    usable = [d for d in descriptions if d.product_id in products and d.product_id not in excluded]
+    pictured = [d for d in usable if d.image is not None]
+    fitting = [d for d in usable if d.fits]
+    optimizable = [d for d in fitting if len(detail_phrases(d.text)) > 1]
+    product_ids = sorted(pid for pid in products if pid not in excluded)
     rng = np.random.default_rng(seed)
     records: list[dict[str, Any]] = []
 
@@ -215,23 +337,44 @@ def synthetic_records(
         if count <= 0:
             continue
         if task in ("ad_description", "background_description", "caption_background"):
-            for c in _draw(rng, usable, count):
-                product = products[c.product_id]
-                target = c.description
+            for d in _draw(rng, pictured, count):
+                product = products[d.product_id]
+                target = d.text
                 if task == "ad_description":
-                    target = f"{product.attributes['title']}, shown in {c.description}"
-                add(task, product, c.image, target)
+                    target = f"{product.attributes['title']}, shown in {d.text}"
+                add(task, product, d.image, target)
         elif task == "product_description":
-            for pid in _draw(rng, sorted({c.product_id for c in usable}), count):
+            for pid in _draw(rng, product_ids, count):
                 add(task, products[pid], products[pid].image, products[pid].caption)
         elif task == "prompt_optimize":
-            for pid, worse, best in _draw(rng, drafts, count):
-                add(task, products[pid], None, best.description, worse.description)
-        else:  # prompt generation from nothing, the image, the caption or both: a good ad's background
+            for d in _draw(rng, optimizable, count):
+                add(task, products[d.product_id], None, d.text, plain_draft(d.text, rng))
+        else:  # prompt generation from nothing, the product image, the caption or both: a fitting background
             image_task = TASKS[task].image
-            for pid, c in _draw(rng, good, count):
-                add(task, products[pid], products[pid].image if image_task else None, c.description)
+            for d in _draw(rng, fitting, count):
+                product = products[d.product_id]
+                add(task, product, product.image if image_task else None, d.text)
     return records
+
+
+def description_summary(
+    products: Mapping[str, Product], descriptions: Sequence[Description], exclude_products: Iterable[str]
+) -> dict[str, int]:
+    """What the reviewed descriptions give: rows by use, and products with a fitting description."""
+    excluded = set(exclude_products)
+    known = [d for d in descriptions if d.product_id in products]
+    usable = [d for d in known if d.product_id not in excluded]
+    return {
+        "descriptions": len(descriptions),
+        "descriptions_unknown_product": len(descriptions) - len(known),
+        "descriptions_of_test_products": len(known) - len(usable),
+        "descriptions_used": len(usable),
+        "descriptions_fitting": sum(d.fits for d in usable),
+        "descriptions_with_image": sum(d.image is not None for d in usable),
+        "products": len(products),
+        "test_products": len(excluded & set(products)),
+        "products_with_fitting_description": len({d.product_id for d in usable if d.fits}),
+    }
 
 
 # ---------------------------------------------------------------------------------------------- JSONL

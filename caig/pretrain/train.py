@@ -6,7 +6,7 @@ Trains on the instruction records of ``caig pretrain-data`` with HF Trainer unde
 ``train.deepspeed`` (cosine schedule; ``train.pretrain`` holds the rates, paper: 2e-6 for 10 epochs).
 Checkpoints go to ``<out>.ckpt/`` and a rerun resumes from the newest. The output is a plain LLaVA-NeXT
 checkpoint (``caig.models.load_llava``) that initialises both the prompt model and the reward model;
-``--metrics`` also writes the run's loss and throughput.
+``--metrics`` also writes the run's loss curve (every ``train.logging_steps`` steps) and throughput.
 """
 
 from __future__ import annotations
@@ -71,6 +71,9 @@ def run(args: argparse.Namespace, cfg: DictConfig) -> None:
     log.info("pre-training on %d records %s", len(records), task_counts(records))
     metrics = run_training(trainer, args.out, lambda path: save_pretrained_model(model, processor, path))
     metrics["records"] = len(records)
+    metrics["loss_curve"] = [
+        {"step": entry["step"], "loss": entry["loss"]} for entry in trainer.state.log_history if "loss" in entry
+    ]
     metrics["wall_seconds"] = time.perf_counter() - began
     if args.metrics is not None:
         write_json(metrics, args.metrics)

@@ -3,8 +3,9 @@
 Reads the ``metrics.json`` of ``caig online`` and the paper's values (``paper_values.yaml``, cited); writes:
 
 - ``online_lift.md``: CTR lift (%) over the control by category, one row per method, ours with its interval
-  beside the paper's value; then the traffic (impressions served, CTRs) and the impressions needed to separate
-  each method from the control and from each other;
+  beside the paper's value; whether the ads were screened for a match before serving; then the traffic
+  (impressions served, CTRs, ads screened out) and the impressions needed to separate each method from the
+  control and from each other;
 - ``online_lift.csv``: one row per (method, category), every category of the world, numbers only;
 - ``online_lift.tex``: the lift table (booktabs);
 - ``online_separation.png``: the lift and its interval against impressions per bucket, one line per method.
@@ -31,6 +32,8 @@ from caig.report.tables import frame_table, load_paper_values, read_json, to_lat
 log = get_logger("online-report")
 
 PAPER_KEY = "online_ctr_lift"
+#: The metrics' lift over every held-out product (``caig.evaluate.online.ALL``).
+OVERALL = "all"
 NOT_RUN = "not run"
 
 
@@ -38,7 +41,15 @@ def read_metrics(path: str | Path) -> dict[str, Any]:
     """The metrics.json of caig online; an InputError names the file and the missing key."""
     path = Path(path)
     data = read_json(path, "online metrics")
-    for key in ("methods", "control", "policy", "interval_method", "impressions_per_bucket", "products"):
+    for key in (
+        "methods",
+        "control",
+        "policy",
+        "screen",
+        "interval_method",
+        "impressions_per_bucket",
+        "products",
+    ):
         if key not in data:
             raise InputError(f"no {key!r} key", file=path, expected="metrics.json written by caig online")
     return data
@@ -102,6 +113,7 @@ def lift_rows(
                     "expected_lift_pct": cell.get("expected_lift_pct"),
                     "paper_lift_pct": theirs.get(key) if isinstance(theirs, dict) else None,
                     "products": cell.get("products"),
+                    "products_left_out": cell.get("products_left_out"),
                     "impressions": cell.get("impressions"),
                 }
             )
@@ -116,6 +128,7 @@ def lift_rows(
         "expected_lift_pct": pl.Float64,
         "paper_lift_pct": pl.Float64,
         "products": pl.Int64,
+        "products_left_out": pl.Int64,
         "impressions": pl.Int64,
     }
     return pl.DataFrame(rows, schema=schema)
@@ -160,9 +173,35 @@ def _separation(entry: Mapping[str, Any]) -> str:
     return prefix + _count(entry["impressions_per_bucket"])
 
 
+def screening_text(metrics: Mapping[str, Any]) -> str:
+    """One sentence: whether the ads were screened for a match before serving, and what that means."""
+    if metrics["screen"]:
+        return (
+            "Screened: only ads the world's match judgement calls a fit were served (online.screen = true); a "
+            "product left without an ad got no traffic in its bucket and is left out of that bucket's lifts."
+        )
+    return "Not screened: every generated ad was served, mismatched or not (online.screen = false)."
+
+
+def _screened_out(data: Mapping[str, Any], screen: bool) -> str:
+    """``3 of 8 (37.5%)``, or "not screened"."""
+    if not screen:
+        return "not screened"
+    share = 100 * data["ads_screened_out_share"]
+    return f"{_count(data['ads_screened_out'])} of {_count(data['ads'])} ({share:.1f}%)"
+
+
+def _share(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def _rate_pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.3f}"
+
+
 def traffic_table(metrics: Mapping[str, Any], methods: Mapping[str, str]) -> pl.DataFrame:
-    """Per bucket: impressions, clicks, observed and expected CTR, served match rate,
-    impressions to separate."""
+    """Per bucket: ads screened out, products left without an ad, impressions, clicks, observed and expected
+    CTR, match rate of the ads and of the impressions, impressions to separate."""
     rows = []
     for name, label, data in [
         ("control", "control (epoch 0)", metrics["control"]),
@@ -172,11 +211,17 @@ def traffic_table(metrics: Mapping[str, Any], methods: Mapping[str, str]) -> pl.
         rows.append(
             {
                 "Bucket": label,
+                "Ads screened out": _screened_out(data, bool(metrics["screen"])),
+                "Products without an ad": _count(data["products_screened_out"]),
+                "Products compared with control": (
+                    _count(data["lift"][OVERALL]["products"]) if "lift" in data else "–"
+                ),
                 "Impressions": _count(data["impressions"]),
                 "Clicks": _count(data["clicks"]),
-                "CTR (%)": f"{100 * data['ctr']:.3f}",
-                "Expected CTR (%)": f"{100 * data['expected_ctr']:.3f}",
-                "Served match rate": f"{data['served_match_rate']:.3f}",
+                "CTR (%)": _rate_pct(data["ctr"]),
+                "Expected CTR (%)": _rate_pct(data["expected_ctr"]),
+                "Match rate": f"{data['match_rate']:.3f}",
+                "Served match rate": _share(data["served_match_rate"]),
                 "Impressions to separate from control": (
                     "–" if separation is None else _separation(separation)
                 ),
@@ -221,22 +266,24 @@ def markdown_report(
         "uniform": "uniform traffic (no bandit)",
     }.get(metrics["policy"], metrics["policy"])
     updates = f" updated {metrics['rounds']} times" if metrics.get("rounds") else ""
-    budgets = ", ".join(_count(b * metrics["products"]) for b in metrics.get("budgets_per_product", []))
+    budgets = ", ".join(_count(b) for b in metrics.get("budgets_per_product", []))
     pairwise = pairwise_table(metrics, methods)
     parts = [
         "# Online CTR lift by category (simulated A/B test)\n",
         "CTR lift (%) of each method's generated ads over the epoch-0 prompt model's ads (control), ours with "
         "its interval, the paper's value in parentheses.\n",
         f"{metrics['products']} held-out products, {metrics.get('ads_per_product')} generated ads each per "
-        f"bucket, chosen by {policy}{updates}; {_count(metrics['impressions_per_bucket'])} impressions per "
-        f"bucket ({_count(metrics.get('impressions_total'))} in all); clicks drawn from the world's true "
-        f"CTR of each ad. Intervals: {metrics['interval_method']}.\n",
+        f"bucket, chosen by {policy}{updates}; {_count(metrics['impressions_per_product'])} impressions per "
+        f"product and bucket ({_count(metrics.get('impressions_total'))} in all); clicks drawn from the world's "
+        f"true CTR of each ad. Intervals: {metrics['interval_method']}.\n",
+        screening_text(metrics) + "\n",
         to_markdown(frame_table(wide_table(rows, categories))),
         "## Traffic\n",
-        "Expected CTR: the true CTR of the ads, weighted by the impressions the bandit gave them. Impressions "
-        "to separate: per bucket, the smallest budget from which on the lift's interval excludes 0 (budgets "
-        f"tried: {budgets}; intervals: {metrics.get('separation_interval_method', metrics['interval_method'])}"
-        ").\n",
+        "Match rate: the share of the generated ads the world's judgement calls a fit; served match rate: of "
+        "the impressions. Expected CTR: the true CTR of the ads, weighted by the impressions the bandit gave "
+        "them. Impressions to separate: per bucket, the smallest budget from which on the lift's interval "
+        "excludes 0, times the products compared (budgets tried per product: "
+        f"{budgets}; intervals: {metrics.get('separation_interval_method', metrics['interval_method'])}).\n",
         to_markdown(frame_table(traffic_table(metrics, methods))),
     ]
     if pairwise.height:
@@ -311,8 +358,10 @@ def run(args: argparse.Namespace, cfg: DictConfig) -> None:
     )
     with atomic_path(args.tables / "online_lift.csv") as tmp:
         rows.write_csv(tmp)
+    screened = "only ads matched to their product served" if metrics["screen"] else "ads served unscreened"
     caption = (
-        "Online CTR lift (%) over the pre-trained prompt model by category; ours [95% interval] (paper)."
+        "Online CTR lift (%) over the pre-trained prompt model by category; ours [95% interval] (paper); "
+        f"{screened}."
     )
     write_text(
         to_latex(frame_table(wide, caption=caption), "tab:online-lift"), args.tables / "online_lift.tex"

@@ -4,9 +4,11 @@ Reads only the evaluation folders (``metrics.json``, ``ads.parquet``, ``ads/``) 
 and writes:
 
 - ``match_rate.md`` / ``.csv`` / ``.tex``: the match rate of every method over epochs (one row per method, one
-  column per epoch, as the paper's figure), and per (method, epoch) the mismatch reasons, the mean oracle CTR of
-  the ads and the RM win rate against epoch 0 (Markdown and CSV);
-- ``match_rate.png``: match rate (and mean oracle CTR) over epochs, one line per method;
+  column per epoch, as the paper's figure, and the paper's values from ``paper_values.yaml``, cited), and per
+  (method, epoch) the mismatch reasons, the mean oracle CTR of the ads and the RM win rate against epoch 0
+  (Markdown and CSV);
+- ``match_rate.png``: match rate (and mean oracle CTR) over epochs, one line per method, the paper's values as
+  hollow markers;
 - ``contact_sheet.png``: the same held-out products' ads at epoch 0 and at every epoch of each method, each
   framed green (the background fits) or red (with the mismatch reason).
 """
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,12 +29,15 @@ from PIL import Image, ImageDraw, ImageFont
 from caig.errors import InputError
 from caig.io import atomic_path, write_text
 from caig.logs import get_logger
-from caig.report.tables import frame_table, read_json, to_latex, to_markdown
+from caig.report.tables import Table, frame_table, load_paper_values, read_json, to_latex, to_markdown
 
 log = get_logger("preference-report")
 
 _RUN = re.compile(r"^(?P<method>[A-Za-z0-9_.-]+):(?P<epoch>\d+)=(?P<path>.+)$")
 REASONS = ("scale", "scene", "color")
+PAPER_KEY = "match_rate"
+#: A paper value the text places between two others without giving a figure.
+BETWEEN = "between"
 
 
 @dataclass(frozen=True)
@@ -108,15 +113,65 @@ def pivot_match_rate(table: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame(rows, schema={"method": pl.String, **{f"epoch {e}": pl.Float64 for e in epochs}})
 
 
-def write_tables(table: pl.DataFrame, out_dir: Path) -> dict[str, Path]:
-    """match_rate.md / .csv / .tex in ``out_dir``."""
+def paper_values(path: str | Path | None = None) -> dict[str, Any]:
+    """The paper's match rates: ``{citation, note, values: {method: {epoch: rate | "between"}}}``."""
+    data, where = load_paper_values(path)
+    section = data.get(PAPER_KEY)
+    expected = f"{PAPER_KEY}: {{citation: ..., values: {{method: {{epoch: rate or {BETWEEN!r}}}}}}}"
+    if not isinstance(section, dict) or not section.get("citation") or not isinstance(section.get("values"), dict):
+        raise InputError(f"no {PAPER_KEY} section with citation and values", file=where, expected=expected)
+    for method, epochs in section["values"].items():
+        good = isinstance(epochs, dict) and all(
+            isinstance(epoch, int) and (value == BETWEEN or isinstance(value, (int, float)) and 0 <= value <= 1)
+            for epoch, value in epochs.items()
+        )
+        if not good:
+            raise InputError(f"{PAPER_KEY}.values.{method} = {epochs!r} is not valid", file=where, expected=expected)
+    return section
+
+
+def paper_epochs(paper: Mapping[str, Any]) -> list[int]:
+    """The epochs the paper reports a match rate for (0 and 5)."""
+    return sorted({epoch for epochs in paper["values"].values() for epoch in epochs})
+
+
+def paper_cell(paper: Mapping[str, Any], method: str) -> str | None:
+    """A method's paper values at the paper's epochs, e.g. ``0.842 / 0.798``; a dash where the paper gives none,
+    None for a method the paper does not report."""
+    values = paper["values"].get(method)
+    if values is None:
+        return None
+
+    def shown(value: float | str | None) -> str:
+        return "–" if value is None else value if isinstance(value, str) else f"{value:.3f}"
+
+    return " / ".join(shown(values.get(epoch)) for epoch in paper_epochs(paper))
+
+
+def overview_table(table: pl.DataFrame, paper: Mapping[str, Any]) -> Table:
+    """Methods x epochs of our match rate, then the paper's values at its epochs; the citation as a note."""
     pivot = pivot_match_rate(table)
+    header = "paper (" + " / ".join(f"epoch {e}" for e in paper_epochs(paper)) + ")"
+    cells = [paper_cell(paper, method) for method in pivot.get_column("method").to_list()]
+    overview = frame_table(
+        pivot.with_columns(pl.Series(header, cells, dtype=pl.String)),
+        caption="Match rate of the generated ads over preference epochs.",
+    )
+    overview.notes = [f"Paper: {' '.join(str(paper['citation']).split())}"]
+    if paper.get("note"):
+        overview.notes.append(" ".join(str(paper["note"]).split()))
+    return overview
+
+
+def write_tables(table: pl.DataFrame, paper: Mapping[str, Any], out_dir: Path) -> dict[str, Path]:
+    """match_rate.md / .csv / .tex in ``out_dir``."""
+    overview = overview_table(table, paper)
     details = table.sort(["method", "epoch"], maintain_order=True)
     text = (
         "# Match rate over preference epochs\n\n"
         "Share of held-out ads whose background fits the product (the annotators' judgement; on the synthetic "
         "world the oracle's). Epoch 0 is the initial prompt model.\n\n"
-        + to_markdown(frame_table(pivot))
+        + to_markdown(overview)
         + "\n## Per method and epoch\n\n"
         "Mismatch shares by the first reason found; mean oracle CTR of the ads; eye-catching phrases per ad "
         "(they raise CTR for every product but are wrong for many); RM win rate: share of held-out ads the "
@@ -128,17 +183,21 @@ def write_tables(table: pl.DataFrame, out_dir: Path) -> dict[str, Path]:
     write_text(text, paths["markdown"])
     with atomic_path(paths["csv"]) as tmp:
         details.write_csv(tmp)
-    caption = "Match rate of the generated ads over preference epochs."
-    write_text(to_latex(frame_table(pivot, caption=caption), "tab:match-rate"), paths["latex"])
+    write_text(to_latex(overview, "tab:match-rate"), paths["latex"])
     return paths
 
 
-def plot_match_rate(table: pl.DataFrame, path: Path) -> None:
-    """Match rate and mean oracle CTR over epochs, one line per method."""
+HOLLOW = {"linestyle": "none", "marker": "o", "markersize": 9, "markerfacecolor": "none", "markeredgewidth": 1.5}
+
+
+def match_rate_figure(table: pl.DataFrame, paper: Mapping[str, Any]) -> Any:
+    """Match rate and mean oracle CTR over epochs, one line per method; the paper's match rates of the same
+    methods as hollow markers in the method's colour (a value the paper gives no figure for is not drawn)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     has_ctr = table.get_column("mean_oracle_ctr").null_count() < table.height
     fig, axes = plt.subplots(1, 2 if has_ctr else 1, figsize=(10 if has_ctr else 5.5, 3.8), squeeze=False)
@@ -146,13 +205,28 @@ def plot_match_rate(table: pl.DataFrame, path: Path) -> None:
     for ax, (column, label) in zip(axes[0], panels):
         for method in method_order(table):
             part = table.filter(pl.col("method") == method).sort("epoch").drop_nulls(column)
-            ax.plot(part["epoch"].to_list(), part[column].to_list(), marker="o", label=method)
+            (line,) = ax.plot(part["epoch"].to_list(), part[column].to_list(), marker="o", label=method)
+            reported = {e: v for e, v in paper["values"].get(method, {}).items() if v != BETWEEN}
+            if column == "match_rate" and reported:
+                ax.plot(list(reported), list(reported.values()), color=line.get_color(), **HOLLOW)
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
-    axes[0][0].legend(fontsize=8)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if any(method in paper["values"] for method in method_order(table)):
+        handles.append(Line2D([], [], color="0.4", **HOLLOW))
+        labels.append("paper")
+    axes[0][0].legend(handles, labels, fontsize=8)
     fig.tight_layout()
+    return fig
+
+
+def plot_match_rate(table: pl.DataFrame, paper: Mapping[str, Any], path: Path) -> None:
+    """``match_rate_figure`` as a PNG at ``path``."""
+    import matplotlib.pyplot as plt
+
+    fig = match_rate_figure(table, paper)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
     plt.close(fig)
@@ -242,11 +316,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sheet-products", type=int, default=8, help="products (columns) on the contact sheet"
     )
+    parser.add_argument(
+        "--paper-values", type=Path, help="the paper's values (default: caig/report/paper_values.yaml)"
+    )
 
 
 def run(args: argparse.Namespace, cfg: DictConfig) -> None:
     table = metrics_table(args.run)
-    paths = write_tables(table, args.tables)
-    plot_match_rate(table, args.figures / "match_rate.png")
+    paper = paper_values(args.paper_values)
+    paths = write_tables(table, paper, args.tables)
+    plot_match_rate(table, paper, args.figures / "match_rate.png")
     contact_sheet(sheet_runs(args.run), args.figures / "contact_sheet.png", args.sheet_products)
     log.info("%d evaluations -> %s, %s", table.height, paths["markdown"], args.figures)

@@ -5,8 +5,10 @@
 
 writes ``reward_ablation.{md,csv,tex}`` (rows a-f of the paper's ablation, the paper's value beside ours,
 the change from the row above, and the Bayes ceiling) and ``reward_comparison.{md,csv,tex}`` (the
-baselines against the full reward model). Everything comes from the metric files of ``caig reward-eval``
-and ``caig pair-ceiling`` and from ``caig/report/paper_values.yaml``: nothing is recomputed.
+baselines against the full reward model). Each shows two pair accuracies: the headline, the paper's Eq. 13
+(each test pair in one order, argmax), and beside it both orders averaged (see ``caig.reward.eval``).
+Everything comes from the metric files of ``caig reward-eval`` and ``caig pair-ceiling`` and from
+``caig/report/paper_values.yaml``: nothing is recomputed.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from caig.logs import get_logger
 log = get_logger("reward-tables")
 BASELINE_KINDS = ("vam", "cg4ctr")
 LLAVA_KINDS = ("generative", "classifier")
+SYMMETRIC_KEYS = ("symmetric_accuracy", "symmetric_ci_low", "symmetric_ci_high")
 
 
 # ---------------------------------------------------------------------------------------------- writer
@@ -192,10 +195,35 @@ def read_json(path: str | Path, what: str) -> dict[str, Any]:
 def read_metrics(path: str | Path) -> dict[str, Any]:
     """A ``caig reward-eval`` metrics file, checked for the keys the tables use."""
     data = read_json(path, "reward metrics")
-    for key in ("variant", "kind", "accuracy", "ci_low", "ci_high", "pairs"):
+    for key in ("variant", "kind", "accuracy", "ci_low", "ci_high", "pairs", *SYMMETRIC_KEYS):
         if key not in data:
             raise InputError(f"lacks {key!r}", file=path, expected="the metrics JSON of caig reward-eval")
     return data
+
+
+def _accuracy_fields(m: Mapping[str, Any]) -> dict[str, Any]:
+    """The record fields of both pair accuracies: the headline (one order) and both orders averaged."""
+    return {
+        "accuracy": m["accuracy"],
+        "ci": (m["ci_low"], m["ci_high"]),
+        "ci_low": m["ci_low"],
+        "ci_high": m["ci_high"],
+        "symmetric": m["symmetric_accuracy"],
+        "symmetric_ci": (m["symmetric_ci_low"], m["symmetric_ci_high"]),
+        "symmetric_ci_low": m["symmetric_ci_low"],
+        "symmetric_ci_high": m["symmetric_ci_high"],
+    }
+
+
+def _accuracy_columns() -> list[Column]:
+    return [Column("accuracy", "Pair acc. (%)", percent, "r"), Column("ci", "95% CI", interval, "r")]
+
+
+def _symmetric_columns() -> list[Column]:
+    return [
+        Column("symmetric", "Both orders (%)", percent, "r"),
+        Column("symmetric_ci", "95% CI", interval, "r"),
+    ]
 
 
 def load_paper_values(path: str | Path | None = None) -> tuple[dict[str, Any], str | Path]:
@@ -251,23 +279,27 @@ def _context_notes(
 ) -> list[str]:
     first = next(iter(metrics.values()))
     notes = [
-        f"Pair accuracy (%) on {first['pairs']} test pairs of {first.get('groups', '?')} products, every pair "
-        f"scored in both orders; {int(100 * first.get('confidence', 0.95))}% intervals from "
+        f"Pair acc.: the paper's metric (Eq. 13) on {first['pairs']} test pairs of {first.get('groups', '?')} "
+        "products, each pair shown once in the order the pairs file stores it (a seeded random side) and "
+        "judged by the argmax of the model's two probabilities (an exact tie goes left). Both orders: each "
+        "pair also scored swapped and the two probabilities averaged, so a position bias cannot decide (an "
+        f"exact 0.5 counts half). {int(100 * first.get('confidence', 0.95))}% intervals from "
         f"{first.get('bootstrap_resamples', '?')} bootstrap resamples of whole products.",
     ]
     if ceiling is not None:
         notes.append(
-            "vs truth: the same predictions judged by the synthetic world's true CTR order. Bayes ceiling: "
-            "ranking by the true CTR, judged by the observed labels (no model can be expected to do better)."
+            "vs truth: the one-order predictions judged by the synthetic world's true CTR order. Bayes "
+            "ceiling: ranking by the true CTR, judged by the observed labels (no model can be expected to do "
+            "better)."
         )
     notes.append(f"Paper: {' '.join(citation.split())}")
     return notes
 
 
 def _csv_columns(columns: Sequence[Column]) -> list[Column]:
-    """The shown columns without the formatted interval, plus the raw bounds, the variant key and the counts."""
-    extra = [Column(key, key) for key in ("variant", "ci_low", "ci_high", "pairs")]
-    return [c for c in columns if c.key != "ci"] + extra
+    """The shown columns without the formatted intervals, plus the raw bounds, the variant key and the counts."""
+    keys = ("variant", "ci_low", "ci_high", "symmetric_ci_low", "symmetric_ci_high", "pairs")
+    return [c for c in columns if c.key not in ("ci", "symmetric_ci")] + [Column(key, key) for key in keys]
 
 
 def ablation_table(
@@ -286,10 +318,7 @@ def ablation_table(
                 "row": f"({chr(ord('a') + index)})",
                 "variant": name,
                 "model": m.get("row", name),
-                "accuracy": m["accuracy"],
-                "ci": (m["ci_low"], m["ci_high"]),
-                "ci_low": m["ci_low"],
-                "ci_high": m["ci_high"],
+                **_accuracy_fields(m),
                 "vs_truth": _truth_accuracy(ceiling, name),
                 "paper": values.get(name),
                 "change": None if previous is None else m["accuracy"] - previous,
@@ -302,17 +331,17 @@ def ablation_table(
     columns = [
         Column("row", ""),
         Column("model", "Reward model"),
-        Column("accuracy", "Pair acc. (%)", percent, "r"),
-        Column("ci", "95% CI", interval, "r"),
+        *_accuracy_columns(),
         Column("change", "vs row above", signed_points, "r"),
     ]
     if ceiling is not None:
         columns.append(Column("vs_truth", "vs truth (%)", percent, "r"))
+    columns += _symmetric_columns()
     columns.append(Column("paper", f"Paper ({section.get('dataset', 'paper')}, %)", paper_number, "r"))
     return Table(
         columns,
         records,
-        caption="Reward-model ablation: pair accuracy on the test pairs",
+        caption="Reward-model ablation: pair accuracy (one order, the paper's metric; both orders)",
         notes=_context_notes(metrics, str(section.get("citation", "")), ceiling),
         csv_columns=_csv_columns(columns),
     )
@@ -334,10 +363,7 @@ def comparison_table(
             {
                 "variant": name,
                 "model": f"CAIG reward model ({label})" if m["kind"] in LLAVA_KINDS else label,
-                "accuracy": m["accuracy"],
-                "ci": (m["ci_low"], m["ci_high"]),
-                "ci_low": m["ci_low"],
-                "ci_high": m["ci_high"],
+                **_accuracy_fields(m),
                 "vs_truth": _truth_accuracy(ceiling, name),
                 "paper_commercial": paper_row.get("commercial"),
                 "paper_public": paper_row.get("public"),
@@ -346,14 +372,11 @@ def comparison_table(
         )
     if ceiling is not None:
         records.append({**_ceiling_record(ceiling, "Bayes ceiling (true CTR)"), "variant": "bayes_ceiling"})
-    columns = [
-        Column("model", "Model"),
-        Column("accuracy", "Pair acc. (%)", percent, "r"),
-        Column("ci", "95% CI", interval, "r"),
-    ]
+    columns = [Column("model", "Model"), *_accuracy_columns()]
     if ceiling is not None:
         columns.append(Column("vs_truth", "vs truth (%)", percent, "r"))
     columns += [
+        *_symmetric_columns(),
         Column("paper_commercial", "Paper, commercial (%)", paper_number, "r"),
         Column("paper_public", "Paper, public (%)", paper_number, "r"),
     ]
@@ -363,7 +386,7 @@ def comparison_table(
     return Table(
         columns,
         records,
-        caption="Reward model against the baselines: pair accuracy",
+        caption="Reward model against the baselines: pair accuracy (one order, the paper's metric; both orders)",
         notes=notes,
         csv_columns=_csv_columns(columns),
     )

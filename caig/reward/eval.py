@@ -3,11 +3,19 @@
     caig launch -- reward-eval --model reward/f_full/model --pairs pairs/test.parquet \\
         --catalog data/catalog.parquet --out reward/f_full/metrics.json reward=f_full
 
-Every pair is scored in both orders and the two probabilities combined (``caig.reward.scoring``), so a
-side bias cannot decide a comparison; p_left > 0.5 predicts "left", and a pair scored exactly 0.5 counts
-as half right (the expectation of a coin flip). Pair accuracy comes with a percentile bootstrap interval
-that resamples whole products (pairs of one product share creatives, so they are not independent).
-Writes the metrics JSON and, beside it, ``predictions.parquet`` (one row per test pair).
+Two pair accuracies, each with a percentile bootstrap interval that resamples whole products (pairs of one
+product share creatives, so they are not independent):
+
+- the headline, the paper's Eq. 13: each test pair shown ONCE, in the order the pairs file stores it (the
+  pairs stage puts the better creative left in a seeded random half of the pairs, so this is the paper's single
+  random order), and the prediction is the argmax of the model's (p_left, p_right) on that one image. An
+  exact tie resolves as argmax does, to index 0 (left); the metrics count such ties;
+- ``symmetric_*``: every pair also scored swapped and the two probabilities averaged
+  (``caig.reward.scoring``), so a position bias cannot decide a comparison; p_left > 0.5 predicts "left"
+  and a pair scored exactly 0.5 counts as half right (the expectation of a coin flip).
+
+Writes the metrics JSON and, beside it, ``predictions.parquet`` (one row per test pair: ``p_left`` and
+``correct`` of the headline, ``p_left_symmetric`` and ``correct_symmetric``).
 """
 
 from __future__ import annotations
@@ -31,21 +39,33 @@ from caig.logs import get_logger
 from caig.models import load_llava
 from caig.pretrain.products import read_catalog
 from caig.reward.model import HEADS_FILE, load_reward_model
-from caig.reward.scoring import score_pairs, score_pairs_generative
+from caig.reward.scoring import score_pairs_by_order, score_pairs_generative_by_order
 from caig.reward.train import LLAVA_KINDS, pair_prompts, read_pairs, variant_of
 from caig.training import configure_threads
 
 log = get_logger("reward-eval")
 
 
-def pair_correct(p_left: np.ndarray, left_better: np.ndarray) -> np.ndarray:
-    """Per pair 1 (right), 0 (wrong) or 0.5 (p_left exactly 0.5: a tie is a coin flip)."""
+def _checked(p_left: np.ndarray, left_better: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     p_left = np.asarray(p_left, dtype=np.float64)
     left_better = np.asarray(left_better, dtype=bool)
     if p_left.shape != left_better.shape:
         raise ValueError(f"{p_left.shape[0]} scores for {left_better.shape[0]} pairs")
     if np.isnan(p_left).any():
         raise ValueError("scores contain NaN")
+    return p_left, left_better
+
+
+def argmax_correct(p_left: np.ndarray, left_better: np.ndarray) -> np.ndarray:
+    """Per pair 1 or 0 by the paper's Eq. 13: the prediction is argmax(p_left, 1 - p_left), and an exact
+    tie (p_left == 0.5) goes to index 0, the left creative, as argmax picks the first maximum."""
+    p_left, left_better = _checked(p_left, left_better)
+    return ((p_left >= 0.5) == left_better).astype(np.float64)
+
+
+def pair_correct(p_left: np.ndarray, left_better: np.ndarray) -> np.ndarray:
+    """Per pair 1 (right), 0 (wrong) or 0.5 (p_left exactly 0.5: a tie is a coin flip)."""
+    p_left, left_better = _checked(p_left, left_better)
     correct = np.where(p_left > 0.5, left_better, ~left_better).astype(np.float64)
     correct[p_left == 0.5] = 0.5
     return correct
@@ -87,9 +107,18 @@ def bootstrap_interval(
 
 
 def accuracy_summary(
-    correct: np.ndarray, groups: Sequence[object], *, resamples: int, confidence: float, seed: int
+    correct: np.ndarray,
+    groups: Sequence[object],
+    *,
+    resamples: int,
+    confidence: float,
+    seed: int,
+    ties: int | None = None,
 ) -> dict[str, Any]:
-    """Accuracy, its bootstrap interval (resampling groups) and the counts behind it."""
+    """Accuracy, its bootstrap interval (resampling groups) and the counts behind it.
+
+    ``ties``: how many pairs were scored exactly 0.5 (default: the pairs counted half right).
+    """
     low, high = bootstrap_interval(correct, groups, resamples=resamples, confidence=confidence, seed=seed)
     return {
         "pairs": int(len(correct)),
@@ -99,8 +128,46 @@ def accuracy_summary(
         "ci_high": high,
         "confidence": confidence,
         "bootstrap_resamples": resamples,
-        "ties": int(np.sum(correct == 0.5)),
+        "ties": int(np.sum(correct == 0.5)) if ties is None else int(ties),
     }
+
+
+def pair_metrics(
+    by_order: np.ndarray,
+    left_better: np.ndarray,
+    groups: Sequence[object],
+    *,
+    resamples: int,
+    confidence: float,
+    seed: int,
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Both pair accuracies from the per-order scores (``score_variant``), and the per-pair columns.
+
+    Headline: the pair as given (column 0, the pairs file's random side), ``argmax_correct``, with the share
+    of pairs it calls for the left (far from 0.5: a position bias). ``symmetric_*``: the two orders averaged,
+    ``pair_correct``. Per pair: ``p_left``, ``correct``, ``p_left_symmetric``, ``correct_symmetric``.
+    """
+    by_order = np.asarray(by_order, dtype=np.float64)
+    if by_order.ndim != 2 or by_order.shape[1] != 2:
+        raise ValueError(f"expected per-order scores of shape (pairs, 2), got {by_order.shape}")
+    p_left, p_symmetric = by_order[:, 0], by_order.mean(axis=1)
+    left_better = np.asarray(left_better, dtype=bool)
+    correct, correct_symmetric = argmax_correct(p_left, left_better), pair_correct(p_symmetric, left_better)
+    bootstrap = {"resamples": resamples, "confidence": confidence, "seed": seed}
+    symmetric = accuracy_summary(correct_symmetric, groups, **bootstrap)
+    summary = {
+        **accuracy_summary(correct, groups, **bootstrap, ties=int(np.sum(p_left == 0.5))),
+        "mean_p_label": float(np.mean(np.where(left_better, p_left, 1 - p_left))),
+        "predicted_left_share": float(np.mean(p_left >= 0.5)),  # ~0.5 unless a position bias decides
+        **{f"symmetric_{key}": symmetric[key] for key in ("accuracy", "ci_low", "ci_high", "ties")},
+    }
+    per_pair = {
+        "p_left": p_left,
+        "correct": correct,
+        "p_left_symmetric": p_symmetric,
+        "correct_symmetric": correct_symmetric,
+    }
+    return summary, per_pair
 
 
 # ---------------------------------------------------------------------------------------------- scoring
@@ -111,7 +178,7 @@ def score_variant(
     prompts: Sequence[str],
     cfg: DictConfig,
 ) -> np.ndarray:
-    """p_left per pair for the variant's kind (both orders combined)."""
+    """Per pair the probability that its left creative wins, from [L;R] (column 0) and [R;L] (column 1)."""
     lefts, rights = pairs["left_image"].to_list(), pairs["right_image"].to_list()
     batch_size = int(cfg.reward.eval.batch_size)
     pair_size = int(cfg.model.pair_image_size)
@@ -122,10 +189,10 @@ def score_variant(
                 "no reward heads: not a classifier reward model", file=model_dir, expected=HEADS_FILE
             )
         model, processor = load_reward_model(model_dir)
-        scorer, extra = score_pairs, {}
+        scorer, extra = score_pairs_by_order, {}
     if kind == "generative":
         model, processor = load_llava(model_dir)
-        scorer, extra = score_pairs_generative, {"method": str(cfg.reward.eval.generative_method)}
+        scorer, extra = score_pairs_generative_by_order, {"method": str(cfg.reward.eval.generative_method)}
     if kind in ("classifier", "generative"):
         return scorer(
             model.to(device),
@@ -143,7 +210,9 @@ def score_variant(
     if settings["kind"] != kind:
         raise InputError(f"the saved ranker is {settings['kind']!r}, reward.kind is {kind!r}", file=model_dir)
     titles = pairs["title"].to_list() if "title" in pairs.columns else None
-    return score_ranker_pairs(ranker, lefts, rights, titles, batch_size=batch_size)
+    as_given = score_ranker_pairs(ranker, lefts, rights, titles, batch_size=batch_size, settings=settings)
+    swapped = score_ranker_pairs(ranker, rights, lefts, titles, batch_size=batch_size, settings=settings)
+    return np.stack([as_given, 1.0 - swapped], axis=1)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -183,16 +252,15 @@ def run(args: argparse.Namespace, cfg: DictConfig) -> None:
                 )
             titles.append(str(products[product_id].attributes.get("title", "")))
         pairs = pairs.with_columns(pl.Series("title", titles))
-    began = time.perf_counter()
-    p_left = score_variant(variant.kind, args.model, pairs, prompts, cfg)
-    seconds = time.perf_counter() - began
-    left_better = (pairs["label"] == ANSWER_WORDS[0]).to_numpy()
-    correct = pair_correct(p_left, left_better)
     node = cfg.reward.eval
     if not 0 < float(node.confidence) < 1:
         raise ConfigError(f"reward.eval.confidence={node.confidence} (expected a fraction in (0, 1))")
-    summary = accuracy_summary(
-        correct,
+    began = time.perf_counter()
+    by_order = score_variant(variant.kind, args.model, pairs, prompts, cfg)
+    seconds = time.perf_counter() - began
+    summary, per_pair = pair_metrics(
+        by_order,
+        (pairs["label"] == ANSWER_WORDS[0]).to_numpy(),
         pairs["product_id"].to_list(),
         resamples=int(node.bootstrap),
         confidence=float(node.confidence),
@@ -203,20 +271,23 @@ def run(args: argparse.Namespace, cfg: DictConfig) -> None:
         "row": str(cfg.reward.get("row", variant.name)),
         "kind": variant.kind,
         **summary,
-        "mean_p_label": float(np.mean(np.where(left_better, p_left, 1 - p_left))),
     }
     predictions = args.predictions or args.out.parent / "predictions.parquet"
     columns = pairs.select("product_id", "left_creative_id", "right_creative_id", "label")
     write_parquet(
-        columns.with_columns(pl.Series("p_left", p_left), pl.Series("correct", correct)), predictions
+        columns.with_columns(pl.Series(name, values) for name, values in per_pair.items()), predictions
     )
     write_json(metrics, args.out)  # measured values only: timings go to the log and the job's benchmark record
     log.info(
-        "%s: pair accuracy %.3f [%.3f, %.3f] on %d pairs (scored in %.1f s, %.1f pairs/s)",
+        "%s: pair accuracy %.3f [%.3f, %.3f], both orders %.3f [%.3f, %.3f] on %d pairs "
+        "(scored in %.1f s, %.1f pairs/s)",
         variant.name,
         metrics["accuracy"],
         metrics["ci_low"],
         metrics["ci_high"],
+        metrics["symmetric_accuracy"],
+        metrics["symmetric_ci_low"],
+        metrics["symmetric_ci_high"],
         metrics["pairs"],
         seconds,
         pairs.height / max(seconds, 1e-9),

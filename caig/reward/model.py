@@ -3,11 +3,12 @@
 Input: one image, the two creatives resized and concatenated left|right, and the prompt
 C_RM = f_instruct(Q_RM, attributes) in the backbone's chat format, ending at the generation prompt. The
 hidden state of the last real (non-pad) token feeds two heads: a classifier over {left better, right better}
-and a regression of the two CTRs. Loss: cls_weight * CE + point_weight * ||ctr_pred - ctr||^2.
+and a regression of the two CTRs. Loss (paper sec. 3.2): cls_weight * CE + point_weight * L_point, L_point the
+mean squared error of FC_ctr(h) against the observed (ctr_left, ctr_right), averaged over the two outputs and
+the batch, as in the authors' code; lambda1 = 1, lambda2 = 0.5 in the full model.
 
-CTR scale: raw CTRs are ~0.01-0.05, so an MSE on them is ~1e-4 and the paper's lambda2 = 0.5 would give the
-point loss no say. Targets are therefore multiplied by ``ctr_scale`` (default 100: CTRs in percent) before the
-squared error; the head predicts scaled CTRs and ``RewardOutput.ctr`` reports them divided back.
+``ctr_scale`` multiplies the targets before the squared error (default 1: the paper's raw CTRs); the head then
+predicts scaled CTRs and ``RewardOutput.ctr`` reports them divided back.
 
 The generative variant (no classification head) is the plain backbone trained to answer "left"/"right":
 ``encode_rm_inputs(..., answers=...)`` gives its LM labels, ``parse_generative_answer`` reads free text.
@@ -171,6 +172,16 @@ def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.long().cumsum(dim=1) - 1).clamp(min=0)
 
 
+def point_loss(ctr_pred: torch.Tensor, ctr: torch.Tensor, ctr_scale: float = 1.0) -> torch.Tensor:
+    """L_point (paper Eqs. 6-7): mean over rows and both outputs of (ctr_pred - ctr_scale * ctr)^2.
+
+    ``ctr_pred`` is the regression head's (batch, 2) output, ``ctr`` the raw observed (ctr_left, ctr_right).
+    """
+    if ctr_pred.shape != ctr.shape:
+        raise ValueError(f"CTR predictions of shape {tuple(ctr_pred.shape)} for targets {tuple(ctr.shape)}")
+    return F.mse_loss(ctr_pred.float(), ctr.float() * ctr_scale)
+
+
 @dataclass
 class RewardOutput(ModelOutput):
     """HF-style output: ``loss`` (with labels), ``logits`` over (left, right) and predicted raw ``ctr``."""
@@ -189,7 +200,7 @@ class RewardModel(nn.Module):
         *,
         cls_weight: float = 1.0,
         point_weight: float = 0.5,
-        ctr_scale: float = 100.0,
+        ctr_scale: float = 1.0,
     ) -> None:
         super().__init__()
         if cls_weight < 0 or point_weight < 0 or ctr_scale <= 0:
@@ -241,7 +252,7 @@ class RewardModel(nn.Module):
     def loss(
         self, logits: torch.Tensor, ctr_pred: torch.Tensor, labels: torch.Tensor, ctr: torch.Tensor | None
     ) -> torch.Tensor:
-        """cls_weight * CE(logits, labels) + point_weight * mean_rows ||ctr_pred - ctr_scale * ctr||^2.
+        """cls_weight * CE(logits, labels) + point_weight * point_loss(ctr_pred, ctr, ctr_scale).
 
         ``ctr_pred`` is on the scaled (head) scale; ``ctr`` holds raw observed (ctr_left, ctr_right).
         """
@@ -249,8 +260,7 @@ class RewardModel(nn.Module):
         if self.point_weight > 0:
             if ctr is None:
                 raise ValueError("the point loss needs observed CTRs (ctr, shape (batch, 2))")
-            target = ctr.float() * self.ctr_scale
-            loss = loss + self.point_weight * ((ctr_pred.float() - target) ** 2).sum(dim=1).mean()
+            loss = loss + self.point_weight * point_loss(ctr_pred, ctr, self.ctr_scale)
         return loss
 
     def forward(

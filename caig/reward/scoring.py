@@ -1,8 +1,10 @@
-"""Symmetric pair scoring: the probability that the LEFT creative of a pair gets more clicks.
+"""Pair scoring: the probability that the LEFT creative of a pair gets more clicks.
 
-Every pair is scored in both orders, [L;R] and [R;L], and p_left = (p(left | [L;R]) + p(right | [R;L])) / 2,
-so a model's position bias cannot decide a comparison and p_left(L, R) == 1 - p_left(R, L) exactly.
-Used by RM evaluation (pair accuracy) and by the preference stage to judge two candidate ads.
+Every pair is scored in both orders, [L;R] and [R;L]. ``*_by_order`` keeps the two apart (column 0:
+p(left | [L;R]), the pair as given; column 1: p(right | [R;L])), so RM evaluation can report the paper's
+single-order metric; ``score_pairs`` / ``score_pairs_generative`` average them,
+p_left = (p(left | [L;R]) + p(right | [R;L])) / 2, so a model's position bias cannot decide a comparison and
+p_left(L, R) == 1 - p_left(R, L). The preference stage judges two candidate ads with the average.
 """
 
 from __future__ import annotations
@@ -63,15 +65,37 @@ def _check_lengths(left_images: Sequence, right_images: Sequence, prompts: Seque
     return len(prompts)
 
 
-def _combine(p_left_first: torch.Tensor, p_right_swapped: torch.Tensor) -> torch.Tensor:
-    return (p_left_first + p_right_swapped) / 2
-
-
 def _device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
 @torch.no_grad()
+def score_pairs_by_order(
+    model: RewardModel,
+    processor: LlavaNextProcessor,
+    left_images: Sequence[ImageLike],
+    right_images: Sequence[ImageLike],
+    prompts: Sequence[str],
+    *,
+    pair_size: int,
+    batch_size: int = 8,
+) -> np.ndarray:
+    """Per pair and order, the classifier's probability that the left creative wins: (n, 2) float64,
+    column 0 p(left | [L;R]), column 1 p(right | [R;L]) (softmax of the logits in float64)."""
+    n = _check_lengths(left_images, right_images, prompts)
+    model.eval()
+    device = _device(model)
+    out = np.empty((n, 2), dtype=np.float64)
+    for part in _chunks(n, batch_size):
+        images, texts = _both_orders(left_images[part], right_images[part], prompts[part], pair_size)
+        batch = encode_rm_inputs(processor, images, texts).to(device)
+        probs = model(**batch).logits.double().softmax(dim=-1).cpu()
+        rows = part.stop - part.start
+        out[part, 0] = probs[:rows, LEFT].numpy()
+        out[part, 1] = probs[rows:, RIGHT].numpy()
+    return out
+
+
 def score_pairs(
     model: RewardModel,
     processor: LlavaNextProcessor,
@@ -83,17 +107,9 @@ def score_pairs(
     batch_size: int = 8,
 ) -> np.ndarray:
     """p_left per pair from the classification head, symmetric over the two orders (float64 array)."""
-    n = _check_lengths(left_images, right_images, prompts)
-    model.eval()
-    device = _device(model)
-    out = np.empty(n, dtype=np.float64)
-    for part in _chunks(n, batch_size):
-        images, texts = _both_orders(left_images[part], right_images[part], prompts[part], pair_size)
-        batch = encode_rm_inputs(processor, images, texts).to(device)
-        probs = model(**batch).logits.float().softmax(dim=-1).cpu()
-        rows = part.stop - part.start
-        out[part] = _combine(probs[:rows, LEFT], probs[rows:, RIGHT]).double().numpy()
-    return out
+    return score_pairs_by_order(
+        model, processor, left_images, right_images, prompts, pair_size=pair_size, batch_size=batch_size
+    ).mean(axis=1)
 
 
 def _answer_log_likelihood(
@@ -109,6 +125,43 @@ def _answer_log_likelihood(
 
 
 @torch.no_grad()
+def score_pairs_generative_by_order(
+    model: LlavaNextForConditionalGeneration,
+    processor: LlavaNextProcessor,
+    left_images: Sequence[ImageLike],
+    right_images: Sequence[ImageLike],
+    prompts: Sequence[str],
+    *,
+    pair_size: int,
+    batch_size: int = 8,
+    method: Literal["likelihood", "generate"] = "likelihood",
+    max_new_tokens: int = 8,
+) -> np.ndarray:
+    """Per pair and order, the generative RM's probability that the left creative wins: (n, 2) float64,
+    column 0 from [L;R], column 1 from [R;L] (as ``score_pairs_by_order``).
+
+    ``likelihood``: p(left | image, prompt) = softmax over the log-likelihoods of answering "left" and
+    "right" (all answer tokens, teacher-forced). ``generate``: greedy answer, read by
+    ``parse_generative_answer``: 1 for the named side, 0 for the other, 0.5 when it names neither.
+    """
+    if method not in ("likelihood", "generate"):
+        raise ValueError(f"method must be 'likelihood' or 'generate', got {method!r}")
+    n = _check_lengths(left_images, right_images, prompts)
+    model.eval()
+    device = _device(model)
+    out = np.empty((n, 2), dtype=np.float64)
+    for part in _chunks(n, batch_size):
+        images, texts = _both_orders(left_images[part], right_images[part], prompts[part], pair_size)
+        if method == "likelihood":
+            p_first = _likelihood_p_left(model, processor, images, texts, device)
+        else:
+            p_first = _generated_p_left(model, processor, images, texts, device, max_new_tokens)
+        rows = part.stop - part.start
+        out[part, 0] = p_first[:rows].double().numpy()
+        out[part, 1] = 1.0 - p_first[rows:].double().numpy()
+    return out
+
+
 def score_pairs_generative(
     model: LlavaNextForConditionalGeneration,
     processor: LlavaNextProcessor,
@@ -121,27 +174,18 @@ def score_pairs_generative(
     method: Literal["likelihood", "generate"] = "likelihood",
     max_new_tokens: int = 8,
 ) -> np.ndarray:
-    """p_left per pair for the generative RM (no classification head), symmetric over the two orders.
-
-    ``likelihood``: p(left | image, prompt) = softmax over the log-likelihoods of answering "left" and
-    "right" (all answer tokens, teacher-forced). ``generate``: greedy answer, read by
-    ``parse_generative_answer``: 1 for the named side, 0 for the other, 0.5 when it names neither.
-    """
-    if method not in ("likelihood", "generate"):
-        raise ValueError(f"method must be 'likelihood' or 'generate', got {method!r}")
-    n = _check_lengths(left_images, right_images, prompts)
-    model.eval()
-    device = _device(model)
-    out = np.empty(n, dtype=np.float64)
-    for part in _chunks(n, batch_size):
-        images, texts = _both_orders(left_images[part], right_images[part], prompts[part], pair_size)
-        if method == "likelihood":
-            p_first = _likelihood_p_left(model, processor, images, texts, device)
-        else:
-            p_first = _generated_p_left(model, processor, images, texts, device, max_new_tokens)
-        rows = part.stop - part.start
-        out[part] = _combine(p_first[:rows], 1.0 - p_first[rows:]).double().numpy()
-    return out
+    """p_left per pair for the generative RM (no classification head), symmetric over the two orders."""
+    return score_pairs_generative_by_order(
+        model,
+        processor,
+        left_images,
+        right_images,
+        prompts,
+        pair_size=pair_size,
+        batch_size=batch_size,
+        method=method,
+        max_new_tokens=max_new_tokens,
+    ).mean(axis=1)
 
 
 def _likelihood_p_left(
@@ -155,7 +199,7 @@ def _likelihood_p_left(
     answers = [ANSWER_WORDS[LEFT]] * rows + [ANSWER_WORDS[RIGHT]] * rows
     batch = encode_rm_inputs(processor, images + images, texts + texts, answers=answers).to(device)
     loglik = _answer_log_likelihood(model, dict(batch)).cpu()
-    return torch.stack([loglik[:rows], loglik[rows:]], dim=1).softmax(dim=1)[:, LEFT]
+    return torch.stack([loglik[:rows], loglik[rows:]], dim=1).double().softmax(dim=1)[:, LEFT]
 
 
 def _generated_p_left(

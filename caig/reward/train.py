@@ -6,12 +6,13 @@
 Each pair becomes the RM's input: the two creatives resized and concatenated left|right (``concat_pair``)
 and C_RM = f_instruct(Q_RM, attributes), Q_RM drawn per pair from the 13-question pool with
 ``reward.question_seed``; ``reward.prompt`` decides whether the product caption and the other product
-information are shown. With ``reward.both_orders`` every pair is also shown swapped (label and CTRs
-follow) IN THE SAME BATCH, so the model cannot profit from a side and the gradient of anything that
-does not depend on the order cancels within the batch (``train.reward.per_device_batch_size`` counts
-pairs). The output heads train at ``train.reward.head_learning_rate`` and the backbone at
-``learning_rate``; with ``reward.zero_init_heads`` the heads start at zero, so the first steps fit the
-heads to the backbone's features instead of sending random-head gradients into the backbone.
+information are shown. As in the paper, each pair is trained once per epoch in the order the pairs file
+places it: the pairs stage puts the better creative left in a seeded random half of the pairs
+(``caig.data.pairs``), so that order is one random side per pair. Options beside the paper's recipe:
+``reward.both_orders`` also shows every pair swapped (label and CTRs follow) IN THE SAME BATCH
+(``train.reward.per_device_batch_size`` counts pairs); ``train.reward.head_learning_rate`` gives the
+output heads their own rate (null: the backbone's); ``reward.zero_init_heads`` starts the heads at zero
+instead of the model's normal initialisation.
 
 ``reward.kind``:
 - ``generative``: the plain LLaVA-NeXT learns to answer "left" or "right" (LM loss on the answer), rows

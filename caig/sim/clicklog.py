@@ -1,7 +1,10 @@
-"""Draw the synthetic click world to disk: catalog, creatives, daily click log, ground truth, images.
+"""Draw the synthetic click world to disk: catalog, creatives, daily click log, the annotators' reviewed
+descriptions, ground truth, images.
 
 The log has the raw schema of a real platform (one row per creative per day: impressions, clicks), so
-the data stage treats it exactly like real data; ``truth.parquet`` holds what only the oracle knows.
+the data stage treats it exactly like real data; ``reviewed_descriptions.parquet`` holds what annotators
+would publish (each creative's description and whether it fits its product), ``truth.parquet`` what only
+the oracle knows.
 Everything is vectorised numpy, and the log is written in chunks of creatives so the 20M-row bench
 world fits in a few GB.
 """
@@ -110,7 +113,8 @@ def describe(codes: np.ndarray) -> list[str]:
 
 
 def generate_click_world(cfg: Mapping[str, Any], out_dir: str | Path, images: bool = True) -> dict[str, Any]:
-    """Write catalog, creatives, log, truth, world.json (and PNGs) under ``out_dir``; return the summary.
+    """Write catalog, creatives, reviewed descriptions, log, truth, world.json (and PNGs) under ``out_dir``;
+    return the summary.
 
     ``cfg`` is a composed config (its ``sim`` node is used) or the ``sim`` node. Images are written
     when both ``images`` and ``sim.images`` are true. Paths in the tables are relative to ``out_dir``.
@@ -152,14 +156,21 @@ def generate_click_world(cfg: Mapping[str, Any], out_dir: str | Path, images: bo
     creative_product = product_ids.gather(product_index)
     creative_ids = pl.Series("creative_id", [f"{p}_{r}" for p, r in zip(creative_product, rank.tolist(),
                                                                          strict=True)], dtype=pl.String)
+    descriptions = pl.Series("description", describe(codes), dtype=pl.String)
     write_parquet(_catalog(world), out / "catalog.parquet")
     write_parquet(pl.DataFrame({"creative_id": creative_ids, "product_id": creative_product,
-                                "description": pl.Series(describe(codes), dtype=pl.String)}),
+                                "description": descriptions}),
                   out / "creatives.parquet")
     write_parquet(pl.DataFrame({
         "creative_id": creative_ids, "product_id": creative_product, "true_ctr": true_ctr.astype(np.float64),
         "match": match, "reason": pl.Series(np.array(REASONS)[reasons], dtype=pl.String),
     }), out / "truth.parquet")
+    # The annotators' verdict on every creative, published as observable data in the reviewed-descriptions
+    # format (docs/pretrain-data.md): what stage 1 learns from instead of clicks.
+    write_parquet(pl.DataFrame({
+        "product_id": creative_product, "description": descriptions,
+        "fits": pl.Series(match, dtype=pl.Boolean), "image": "images/ads/" + creative_ids + ".png",
+    }), out / "reviewed_descriptions.parquet")
     totals = _write_log(sim, out / "log.parquet", creative_ids, creative_product, true_ctr, start, days, seed)
     if write_images:
         _write_images(world, out, creative_ids, product_index, codes, ad_size, product_size)
@@ -172,7 +183,8 @@ def generate_click_world(cfg: Mapping[str, Any], out_dir: str | Path, images: bo
         "counts": {"products": n_products, "creatives": len(creative_ids), "log_rows": len(creative_ids) * days,
                    "days": days, **totals, "matching_creatives": int(match.sum())},
         "start_date": start.isoformat(),
-        "files": ["catalog.parquet", "creatives.parquet", "log.parquet", "truth.parquet"],
+        "files": ["catalog.parquet", "creatives.parquet", "log.parquet", "truth.parquet",
+                  "reviewed_descriptions.parquet"],
         "vocabulary": vocabulary_dict(),
     }
     write_json(summary, out / "world.json")

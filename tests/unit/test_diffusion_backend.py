@@ -1,8 +1,9 @@
-"""The diffusers ControlNet-inpainting back end on tiny random parts, and the back-end interface."""
+"""The diffusers ControlNet-inpainting back end on tiny random parts, the back-end interface, and the render seeds."""
 
 from __future__ import annotations
 
 import numpy as np
+import polars as pl
 import pytest
 import torch
 from hypothesis import given, settings
@@ -21,6 +22,7 @@ from caig.generate.diffusion import (
     load_pretrained_pipeline,
     place_product,
 )
+from caig.preference.render import render_candidates, render_seed, render_seeds
 
 SIZE = 64
 SCALE = 0.5  # a 32x32 product fills 32 px of the 64 px canvas: placed without resampling
@@ -250,11 +252,35 @@ def test_safety_checker_from_its_own_folder_is_wired_in(tmp_path):
     assert np.array_equal(np.asarray(ad)[canvas.keep], np.asarray(canvas.product)[..., :3][canvas.keep])
 
 
-def test_a_product_reusing_a_seed_is_warned_about(generator, caplog):
+def test_a_repeated_candidate_is_warned_about_and_a_shared_seed_is_not(generator, caplog):
     product = make_product()
     with caplog.at_level("WARNING", logger="caig.generate"):
-        generator.generate([product, product], ["a beach", "a forest"], [9, 9])
-    assert "share their noise" in caplog.text
+        generator.generate([product, product], ["a beach", "a forest"], [9, 9])  # one seed per product
+    assert "rendered more than once" not in caplog.text
+    with caplog.at_level("WARNING", logger="caig.generate"):
+        generator.generate([product, product], ["a beach", "a beach"], [9, 9])
+    assert "rendered more than once" in caplog.text
+
+
+def test_render_seeds_per_product_or_per_candidate(tmp_path):
+    candidates = pl.DataFrame(
+        {"product_id": ["A", "A", "B", "B"], "candidate": [0, 1, 0, 1], "seed": [11, 12, 13, 14]}
+    )
+    per_product = render_seeds(candidates, "product", 0)
+    assert per_product[0] == per_product[1] != per_product[2] == per_product[3]
+    # stable across calls, processes and row order: a function of the run seed and the product id only
+    assert per_product[:3:2] == [2818127357939594491, 4012844322895138188]
+    assert render_seeds(candidates.reverse(), "product", 0) == per_product[::-1]
+    assert render_seeds(candidates, "product", 1)[0] != per_product[0]
+    per_candidate = render_seeds(candidates, "candidate", 0)
+    assert len(set(per_candidate)) == 4 and per_candidate[0] == render_seed(11) == 5246710297973695224
+    with pytest.raises(ConfigError, match="preference.render.seed_per='pair'"):
+        render_seeds(candidates, "pair", 0)
+    assert compose().preference.render.seed_per == compose(["preset=paper"]).preference.render.seed_per == "product"
+    products = {pid: make_product(pid, seed=i) for i, pid in enumerate(("A", "B"))}
+    rows = candidates.with_columns(pl.Series("description", ["a beach", "a forest", "a beach", "a forest"]))
+    ads = render_candidates(WorldRenderer(32), products, rows, tmp_path, seeds=per_product)
+    assert ads["render_seed"].to_list() == per_product and (tmp_path / ads["image"][1]).is_file()
 
 
 def test_config_without_generate_group():

@@ -61,6 +61,14 @@ def test_winner_loser_and_ties():
         preference_rows(_scored([0.9]), margin=0.5)
 
 
+@pytest.mark.parametrize("preset", ["tiny", "paper"])
+def test_the_default_margin_drops_only_numerical_ties(preset):
+    margin = float(compose([f"preset={preset}"]).preference.judge.margin)
+    assert margin == 0.0  # Algorithm 1 drops no pair the RM separates, however narrowly
+    out, counts = judge(_scored([0.5 + 2e-6, 0.5 - 1e-3, 0.5 + 5e-7, 0.5]), margin)
+    assert out["product_id"].to_list() == ["P0", "P1"] and counts["ties_dropped"] == 2
+
+
 def test_pairs_need_both_candidates():
     with pytest.raises(InputError, match="candidates"):
         pair_candidates(_ads(3).filter(~((pl.col("product_id") == "P1") & (pl.col("candidate") == 1))))

@@ -31,28 +31,18 @@ def eight_gpus(env: object) -> int:
     return 8
 
 
-def fixed_port() -> int:
-    return 29555
-
-
 # ---- the plan per environment -------------------------------------------------------------------------
 
 
-def test_cpu_plan_is_one_gloo_rank_with_the_env_deepspeed_needs():
+def test_cpu_plan_is_one_gloo_rank_with_the_env_deepspeed_needs_and_no_port():
     from caig.launch import plan_launch
 
-    plan = plan_launch(["caig", "pretrain", "preset=tiny"], env={}, count_gpus=no_gpus, port=fixed_port)
+    plan = plan_launch(["caig", "pretrain", "preset=tiny"], env={}, count_gpus=no_gpus)
     assert plan.mode == "single" and plan.world_size == 1
     assert plan.argv == [PYTHON, "-m", "caig", "pretrain", "preset=tiny"]
-    assert plan.env == {
-        "MASTER_ADDR": "127.0.0.1",
-        "MASTER_PORT": "29555",
-        "RANK": "0",
-        "WORLD_SIZE": "1",
-        "LOCAL_RANK": "0",
-        "LOCAL_WORLD_SIZE": "1",
-    }
-    assert plan.shell().startswith("MASTER_ADDR=127.0.0.1 MASTER_PORT=29555 RANK=0 WORLD_SIZE=1 ")
+    # No MASTER_ADDR/MASTER_PORT: the rank's group lives on an in-process store (caig.launch.dist).
+    assert plan.env == {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1"}
+    assert plan.shell().startswith("RANK=0 WORLD_SIZE=1 ")
 
 
 def test_one_node_with_eight_gpus_uses_torchrun_one_rank_per_gpu():
@@ -71,7 +61,9 @@ def test_one_node_with_eight_gpus_uses_torchrun_one_rank_per_gpu():
         "--shutdown-timeout=900",  # workers get the profile's 15-minute warning to checkpoint
         *("-m", "caig", "reward-train", "--out", "m"),
     ]
-    assert plan.env == {}  # torchrun sets rank, world and master for each worker
+    # torchrun sets rank, world and master for each worker; its workers join the agent's store, whose
+    # kernel-assigned port the agent holds, instead of a port picked free and bound later
+    assert plan.env == {"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "0"}
 
 
 def test_two_nodes_under_slurm_use_srun_with_a_task_per_gpu():
@@ -84,7 +76,7 @@ def test_two_nodes_under_slurm_use_srun_with_a_task_per_gpu():
         *("srun", "--jobid=1234", "--nodes=2", "--ntasks=16", "--ntasks-per-node=8", "--cpus-per-task=8"),
         *("--kill-on-bad-exit=1", PYTHON, "-m", "caig.launch.rank", "caig", "pretrain"),
     ]
-    assert plan.env == {"MASTER_PORT": str(20000 + 1234)}  # the same port on every task, from the job id
+    assert plan.env == {}  # the tasks meet on rank 0's store (caig.launch.rendezvous), no port set here
 
 
 def test_stripped_jobstep_env_asks_slurm_for_the_node_count(monkeypatch):
@@ -154,6 +146,7 @@ def test_real_cpu_launch_initialises_gloo_and_exits_cleanly():
     )
     assert result.returncode == 0, result.stderr
     assert "single plan" in result.stderr and "-m caig.launch.check" in result.stderr
+    assert "MASTER_PORT" not in result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report == {
         "rank": 0,
@@ -166,6 +159,22 @@ def test_real_cpu_launch_initialises_gloo_and_exits_cleanly():
     }
 
 
+def test_real_two_rank_torchrun_launch_on_cpu_meets_on_the_agents_store():
+    """The one-node multi-rank plan, for real on CPU: torchrun's standalone agent holds the store's port."""
+    result = subprocess.run(
+        [PYTHON, "-m", "caig", "launch", "--gpus-per-node", "2", "--check"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": "", "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "torchrun plan" in result.stderr and "TORCH_DISABLE_SHARE_RDZV_TCP_STORE=0" in result.stderr
+    reports = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert [(r["world_size"], r["backend"], r["all_reduce_sum"]) for r in reports] == [(2, "gloo", 3)] * 2
+
+
 # ---- process group ------------------------------------------------------------------------------------
 
 
@@ -173,20 +182,44 @@ def test_distributed_joins_the_launch_env_and_always_tears_down(monkeypatch):
     import torch.distributed as dist
 
     from caig.launch.dist import distributed
-    from caig.launch.launcher import free_port
 
-    for key, value in {
-        "MASTER_ADDR": "127.0.0.1",
-        "MASTER_PORT": str(free_port()),
-        "RANK": "0",
-        "WORLD_SIZE": "1",
-        "LOCAL_RANK": "0",
-    }.items():
+    for key, value in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0"}.items():
         monkeypatch.setenv(key, value)
+    for key in ("MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(key, raising=False)
     with pytest.raises(RuntimeError, match="stage failed"):
         with distributed() as world:
             assert dist.is_initialized() and world.backend == "gloo" and world.world_size == 1
             raise RuntimeError("stage failed")
+    assert not dist.is_initialized()
+
+
+def test_a_world_of_one_takes_no_port_even_one_that_is_named_and_taken(monkeypatch):
+    """Jobs side by side cannot race for a port a world of one never binds: here MASTER_PORT is held by
+    another listener (env:// would fail with EADDRINUSE) and the group still forms, on an in-process store."""
+    import socket
+
+    import torch.distributed as dist
+
+    from caig.launch.dist import distributed
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        for key, value in {
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(taken.getsockname()[1]),
+            "RANK": "0",
+            "WORLD_SIZE": "1",
+        }.items():
+            monkeypatch.setenv(key, value)
+        with distributed() as world:
+            store = dist.distributed_c10d._get_default_store()
+            assert isinstance(getattr(store, "underlying_store", store), dist.HashStore)
+            value = torch.tensor([5])
+            dist.all_reduce(value)
+            dist.barrier()
+            assert (world.world_size, world.backend, int(value.item())) == (1, "gloo", 5)
     assert not dist.is_initialized()
 
 
@@ -209,8 +242,105 @@ def test_incomplete_launch_env_names_the_missing_variables(monkeypatch):
     monkeypatch.setenv("RANK", "0")
     for key in ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE"):
         monkeypatch.delenv(key, raising=False)
-    with pytest.raises(ConfigError, match="MASTER_ADDR, MASTER_PORT, WORLD_SIZE"):
+    with pytest.raises(ConfigError, match="WORLD_SIZE unset"):
         init_distributed()
+    monkeypatch.setenv("WORLD_SIZE", "2")  # a larger world without a store needs the env:// address
+    with pytest.raises(ConfigError, match="MASTER_ADDR, MASTER_PORT unset for WORLD_SIZE=2"):
+        init_distributed()
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setenv("RANK", "1")
+    with pytest.raises(ConfigError, match=r"RANK=1 is not in \[0, WORLD_SIZE=1\)"):
+        init_distributed()
+    monkeypatch.setenv("RANK", "zero")
+    with pytest.raises(ConfigError, match="RANK='zero' is not an integer"):
+        init_distributed()
+
+
+# ---- multi-node rendezvous (caig.launch.rank under srun, faked on this host) ---------------------------
+
+
+def fake_srun_task(
+    step_id: str, rank: int, world_size: int, cwd: Path, taken_port: int
+) -> subprocess.Popen[str]:
+    """What srun starts on every task of a step: one node (localhost), ``world_size`` tasks, job 4242."""
+    env = {
+        **os.environ,
+        "CUDA_VISIBLE_DEVICES": "",
+        "PYTHONPATH": str(REPO),
+        "OMP_NUM_THREADS": "1",
+        "MASTER_PORT": str(taken_port),  # inherited, and held by another listener: the ranks must not use it
+        "SLURM_JOB_ID": "4242",
+        "SLURM_STEP_ID": step_id,
+        "SLURM_JOB_NUM_NODES": "1",
+        "SLURM_JOB_NODELIST": "localhost",
+        "SLURM_NODEID": "0",
+        "SLURM_NTASKS": str(world_size),
+        "SLURM_PROCID": str(rank),
+        "SLURM_LOCALID": str(rank),
+    }
+    argv = [PYTHON, "-m", "caig.launch.rank", "caig.launch.check"]
+    return subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_two_steps_of_one_job_on_one_node_each_form_their_own_world(tmp_path):
+    """Two srun steps of job 4242 side by side (the job-id rule gave both the same port), with the inherited
+    MASTER_PORT held by another listener: each step's ranks meet on their own rank 0's store."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        tasks = {
+            (step, rank): fake_srun_task(step, rank, 2, tmp_path, port)
+            for step in ("0", "1")
+            for rank in (0, 1)
+        }
+        outputs = {key: outcome(task, timeout=120) for key, task in tasks.items()}
+    for (step, rank), (code, out, err) in outputs.items():
+        assert code == 0, (step, rank, err[-3000:])
+        assert f"rank {rank} joined the store of step 4242.{step}.0" in err
+        report = json.loads(out.splitlines()[-1])
+        assert (report["rank"], report["world_size"], report["all_reduce_sum"]) == (rank, 2, 3)
+    assert list(tmp_path.iterdir()) == []  # rank 0 removed its address file once its world had joined
+
+
+def test_a_rank_whose_rank_0_never_publishes_fails_naming_the_file(tmp_path):
+    from datetime import timedelta
+
+    from caig.errors import CaigError
+    from caig.launch.rendezvous import SlurmStep, join_store
+
+    step = SlurmStep("77", "2", "1")
+    with pytest.raises(CaigError, match=r"no address in .*\.caig-rendezvous-77\.2\.1\.json"):
+        join_store("127.0.0.1", 2, step, tmp_path, timedelta(seconds=0.5))
+
+
+def test_a_rank_refuses_a_store_of_another_step(tmp_path):
+    """An address file that points at another step's store (a bug, or a stale file) is caught, not joined."""
+    from datetime import timedelta
+
+    from caig.errors import CaigError
+    from caig.io import write_json
+    from caig.launch.rendezvous import SlurmStep, host_store, join_store
+
+    mine, other = SlurmStep("77", "0", "0"), SlurmStep("77", "1", "0")
+    store = host_store("127.0.0.1", 1, other, tmp_path, timedelta(seconds=5))  # a world of one: no wait
+    assert not other.address_file(tmp_path).exists()
+    write_json({"port": store.port}, mine.address_file(tmp_path))
+    with pytest.raises(CaigError, match="belongs to step 77.1.0, not 77.0.0"):
+        join_store("127.0.0.1", 2, mine, tmp_path, timedelta(seconds=5))
+
+
+def test_slurm_step_needs_srun_variables():
+    from caig.errors import ConfigError
+    from caig.launch.rendezvous import SlurmStep
+
+    assert SlurmStep.from_env({"SLURM_JOB_ID": "9", "SLURM_STEP_ID": "4"}).token == "9.4.0"
+    requeued = {"SLURM_JOB_ID": "9", "SLURM_STEP_ID": "4", "SLURM_RESTART_COUNT": "2"}
+    assert SlurmStep.from_env(requeued).token == "9.4.2"  # a requeued job counts its steps from 0 again
+    with pytest.raises(ConfigError, match="SLURM_STEP_ID unset"):
+        SlurmStep.from_env({"SLURM_JOB_ID": "9"})
 
 
 # ---- preemption: plain loop ---------------------------------------------------------------------------
@@ -335,14 +465,20 @@ def run_tiny_training(output: Path, steps: int, pause_at: int | None = None) -> 
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
-def finished(process: subprocess.Popen[str], timeout: float = 180) -> tuple[int, str]:
+def outcome(process: subprocess.Popen[str], timeout: float = 180) -> tuple[int, str, str]:
+    """Exit status, stdout and stderr of ``process``; killed (and the timeout re-raised) if it overruns."""
     try:
-        _, err = process.communicate(timeout=timeout)
+        out, err = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         process.kill()
         process.communicate()
         raise
-    return process.returncode, err
+    return process.returncode, out, err
+
+
+def finished(process: subprocess.Popen[str], timeout: float = 180) -> tuple[int, str]:
+    code, _, err = outcome(process, timeout)
+    return code, err
 
 
 def test_trainer_preempted_by_sigterm_resumes_to_the_uninterrupted_weights(tmp_path):

@@ -24,7 +24,9 @@ from caig.evaluate.match import (
 from caig.report.preference import (
     EvaluationRun,
     contact_sheet,
+    match_rate_figure,
     metrics_table,
+    paper_values,
     parse_run,
     pivot_match_rate,
     plot_match_rate,
@@ -133,12 +135,12 @@ def test_report_tables_figure_and_contact_sheet(tmp_path):
     pivot = pivot_match_rate(table)
     assert pivot.columns == ["method", "epoch 0", "epoch 1"]
     assert pivot.row(0) == ("dpo", 0.75, 0.25) and pivot.row(1) == ("pcpo", 0.75, 0.75)
-    paths = write_tables(table, tmp_path / "tables")
+    paths = write_tables(table, paper_values(), tmp_path / "tables")
     text = paths["markdown"].read_text()
-    assert "| dpo | 0.750 | 0.250 |" in text and "0.0400" in text
+    assert "| dpo | 0.750 | 0.250 | 0.842 / 0.597 |" in text and "0.0400" in text
     assert pl.read_csv(paths["csv"]).height == 4
     assert r"\begin{tabular}" in paths["latex"].read_text()
-    plot_match_rate(table, tmp_path / "match_rate.png")
+    plot_match_rate(table, paper_values(), tmp_path / "match_rate.png")
     assert (tmp_path / "match_rate.png").stat().st_size > 1000
     rows = sheet_runs(runs)
     assert [label for label, _ in rows] == ["epoch 0 of\ndpo\npcpo", "dpo\n(epoch 1)", "pcpo\n(epoch 1)"]
@@ -151,3 +153,42 @@ def test_report_tables_figure_and_contact_sheet(tmp_path):
     assert parse_run("pcpo_no_visual:3=/a/b") == EvaluationRun("pcpo_no_visual", 3, Path("/a/b"))
     with pytest.raises(InputError):
         parse_run("pcpo=3")
+
+
+def test_match_rate_table_and_figure_carry_the_papers_values(tmp_path):
+    start = _evaluation(tmp_path, "start", 0, ["available", "scene", "available", "available"], 0.03)
+    methods = ("pcpo", "dpo", "pcpo_no_visual", "pcpo_no_pretrain", "pcpo_vam_rm")
+    runs = [EvaluationRun(m, 0, start.path) for m in methods]
+    runs += [_evaluation(tmp_path, m, 1, ["available", "color", "scene", "available"], 0.04) for m in methods]
+    paths = write_tables(metrics_table(runs), paper_values(), tmp_path / "tables")
+    text = paths["markdown"].read_text()
+    assert "| method | epoch 0 | epoch 1 | paper (epoch 0 / epoch 5) |" in text
+    for method, paper in [
+        ("pcpo", "0.842 / 0.798"), ("dpo", "0.842 / 0.597"), ("pcpo_no_visual", "0.842 / between"),
+        ("pcpo_no_pretrain", "0.753 / –"), ("pcpo_vam_rm", "–"),  # a dash where the paper has no value
+    ]:
+        assert f"| {method} | 0.750 | 0.500 | {paper} |" in text
+    assert "Paper: Chen et al." in text and "sec. 4.3" in text
+    latex = paths["latex"].read_text()
+    assert "0.842 / 0.597" in latex and "0.753 / --" in latex and "Chen et al." in latex
+    with pytest.raises(InputError, match="match_rate"):
+        paper_values(_paper_file(tmp_path, "match_rate: {citation: x, values: {pcpo: {5: 1.7}}}\n"))
+    with pytest.raises(InputError, match="match_rate"):
+        paper_values(_paper_file(tmp_path, "reward_ablation: {}\n"))
+    # the figure: the paper's values as hollow markers in the match-rate panel, with their own legend entry
+    figure = match_rate_figure(metrics_table(runs), paper_values())
+    panel = figure.axes[0]
+    hollow = {
+        (tuple(line.get_xdata()), tuple(line.get_ydata()))
+        for line in panel.get_lines()
+        if line.get_markerfacecolor() == "none"
+    }
+    assert hollow == {((0, 5), (0.842, 0.798)), ((0, 5), (0.842, 0.597)), ((0,), (0.842,)), ((0,), (0.753,))}
+    assert "paper" in [label.get_text() for label in panel.get_legend().get_texts()]
+    assert not any(line.get_markerfacecolor() == "none" for line in figure.axes[1].get_lines())
+
+
+def _paper_file(tmp_path, text):
+    path = tmp_path / "paper.yaml"
+    path.write_text(text)
+    return path

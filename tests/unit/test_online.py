@@ -94,6 +94,38 @@ def test_every_policy_serves_exactly_the_budget(ctr, impressions, rounds, policy
     assert served.clicks[arms == 0.0].sum() == 0
 
 
+@settings(max_examples=30, deadline=None)
+@given(
+    allowed=st.lists(st.lists(st.booleans(), min_size=3, max_size=3), min_size=1, max_size=4),
+    impressions=st.integers(1, 300),
+    policy=st.sampled_from(["thompson", "epsilon_greedy", "uniform"]),
+)
+def test_screened_arms_are_never_served_and_the_rest_get_the_whole_budget(allowed, impressions, policy):
+    mask = np.array(allowed)
+    arms = np.full(mask.shape, 0.2)
+    if policy == "thompson":
+        served = thompson_sampling(arms, impressions, rng(), rounds=3, allowed=mask)
+    elif policy == "epsilon_greedy":
+        served = epsilon_greedy(arms, impressions, rng(), rounds=3, epsilon=0.5, allowed=mask)
+    else:
+        served = uniform_allocation(arms, impressions, rng(), allowed=mask)
+    assert served.impressions[~mask].sum() == 0
+    assert served.impressions.sum(axis=1).tolist() == [impressions if row.any() else 0 for row in mask]
+
+
+def test_all_arms_allowed_serves_as_without_screening():
+    ctr = np.array([[0.03, 0.04], [0.05, 0.02]])
+    everything = np.ones(ctr.shape, dtype=bool)
+    for serve in (
+        lambda **kw: thompson_sampling(ctr, 3000, rng(4), rounds=10, **kw),
+        lambda **kw: epsilon_greedy(ctr, 3000, rng(4), rounds=10, **kw),
+        lambda **kw: uniform_allocation(ctr, 3000, rng(4), **kw),
+    ):
+        plain, masked = serve(), serve(allowed=everything)
+        assert np.array_equal(plain.impressions, masked.impressions)
+        assert np.array_equal(plain.clicks, masked.clicks)
+
+
 def test_epsilon_greedy_exploits_and_explores():
     served = epsilon_greedy(np.array([0.02, 0.08]), 20_000, rng(2), rounds=40, epsilon=0.2)
     share = served.impressions / 20_000
@@ -189,6 +221,10 @@ def test_online_config_composes_and_checks_values():
         OnlineSettings.from_config(compose(["online.policy=ucb"]).online)
     with pytest.raises(ConfigError, match="online.level"):
         OnlineSettings.from_config(compose(["online.level=1.5"]).online)
+    assert online.screen is True  # the paper's practice: only matched ads are served
+    assert OnlineSettings.from_config(compose(["online.screen=false"]).online).screen is False
+    with pytest.raises(ConfigError, match=r"online.screen = 'yes'.*true or false"):
+        OnlineSettings.from_config(compose(["online.screen=yes"]).online)
 
 
 # ---------------------------------------------------------------------------------------------- experiment
@@ -215,6 +251,7 @@ def _settings(**changes) -> OnlineSettings:
         resamples=500,
         separation_steps=4,
         separation_interval="delta",
+        screen=True,
     )
     return OnlineSettings(**{**values, **changes})
 
@@ -237,6 +274,77 @@ def test_experiment_finds_the_better_method_and_not_the_copy():
     # the whole experiment is a function of its seed
     again, _ = run_experiment([f"P{i}" for i in range(60)], categories, buckets, _settings(), seed=0)
     assert json.dumps(again, sort_keys=True) == json.dumps(metrics, sort_keys=True)
+
+
+# Hand-made ads of four products, two ads each, with known match labels (True: the background fits).
+SCREEN_PRODUCTS = ["P0", "P1", "P2", "P3"]
+SCREEN_CATEGORIES = ["home", "home", "beauty", "beauty"]
+CONTROL_MATCH = np.array([[True, True], [True, False], [False, False], [True, True]])
+METHOD_MATCH = np.array([[False, True], [True, True], [True, True], [False, False]])
+
+
+def _screen_experiment(screen: bool) -> tuple[dict, pl.DataFrame]:
+    ctr = np.array([[0.02, 0.04], [0.03, 0.05], [0.04, 0.02], [0.05, 0.03]])
+    buckets = [
+        Bucket("control", Path("control"), ctr, CONTROL_MATCH, [["c0", "c1"]] * 4),
+        Bucket("method", Path("method"), ctr * 1.2, METHOD_MATCH, [["m0", "m1"]] * 4),
+    ]
+    return run_experiment(
+        SCREEN_PRODUCTS,
+        SCREEN_CATEGORIES,
+        buckets,
+        _settings(impressions_per_product=1000, separation_steps=2, screen=screen),
+        seed=0,
+    )
+
+
+def test_screening_by_hand():
+    metrics, served = _screen_experiment(screen=True)
+    control, method = metrics["control"], metrics["methods"]["method"]
+    # control: P1's ad 1 and both ads of P2 are mismatched -> 3 of 8 ads out, P2 left without an ad
+    assert (control["ads"], control["ads_screened_out"], control["products_screened_out"]) == (8, 3, 1)
+    assert control["ads_screened_out_share"] == 3 / 8
+    # method: P0's ad 0 and both ads of P3 -> 3 of 8 out, P3 left without an ad
+    assert (method["ads"], method["ads_screened_out"], method["products_screened_out"]) == (8, 3, 1)
+    # only matched ads are served; each product with an ad left gets the whole budget
+    assert served.filter(pl.col("screened_out"))["impressions"].sum() == 0
+    assert served["screened_out"].to_list() == [not m for m in [*CONTROL_MATCH.ravel(), *METHOD_MATCH.ravel()]]
+    by_product = served.group_by("bucket", "product_id").agg(pl.col("impressions").sum())
+    shown = {(r["bucket"], r["product_id"]): r["impressions"] for r in by_product.iter_rows(named=True)}
+    assert [shown[("control", p)] for p in SCREEN_PRODUCTS] == [1000, 1000, 0, 1000]
+    assert [shown[("method", p)] for p in SCREEN_PRODUCTS] == [1000, 1000, 1000, 0]
+    p1 = served.filter((pl.col("bucket") == "control") & (pl.col("product_id") == "P1"))
+    assert p1["impressions"].to_list() == [1000, 0]  # its one matched ad takes all of P1's traffic
+    assert control["impressions"] == method["impressions"] == 3000 and metrics["impressions_total"] == 6000
+    assert control["served_match_rate"] == method["served_match_rate"] == 1.0
+    assert control["match_rate"] == method["match_rate"] == 5 / 8  # of the generated ads, before screening
+    # the paired comparison keeps the products both buckets served: P0 and P1 (home); none in beauty
+    assert (method["lift"]["all"]["products"], method["lift"]["all"]["products_left_out"]) == (2, 2)
+    assert method["lift"]["home"]["products"] == 2 and method["lift"]["home"]["lift_pct"] is not None
+    beauty = method["lift"]["beauty"]
+    assert (beauty["products"], beauty["products_left_out"], beauty["impressions"]) == (0, 2, 0)
+    assert beauty["lift_pct"] is None and beauty["expected_lift_pct"] is None
+    # the expected lift over P0 and P1: the true CTRs of the ads served there, weighted by their impressions
+    home = served.filter(pl.col("product_id").is_in(["P0", "P1"]))
+    expected = {
+        b: (part["true_ctr"] * part["impressions"]).sum() / part["impressions"].sum()
+        for b, part in home.partition_by("bucket", as_dict=True, include_key=True).items()
+    }
+    assert method["lift"]["all"]["expected_lift_pct"] == pytest.approx(
+        100 * (expected[("method",)] / expected[("control",)] - 1)
+    )
+    assert method["separation"]["products"] == 2 and metrics["screen"] is True
+
+
+def test_unscreened_run_serves_every_ad_and_compares_every_product():
+    metrics, served = _screen_experiment(screen=False)
+    method = metrics["methods"]["method"]
+    assert metrics["screen"] is False and not served["screened_out"].any()
+    assert (method["ads_screened_out"], method["products_screened_out"]) == (0, 0)
+    assert (method["lift"]["all"]["products"], method["lift"]["all"]["products_left_out"]) == (4, 0)
+    assert method["impressions"] == 4000 and metrics["impressions_total"] == 8000
+    mismatched = served.filter((pl.col("bucket") == "method") & ~pl.col("match"))["impressions"].sum()
+    assert mismatched > 0 and method["served_match_rate"] == pytest.approx(1 - mismatched / 4000)
 
 
 # ---------------------------------------------------------------------------------------------- input
@@ -298,24 +406,14 @@ def test_caig_online_end_to_end_on_a_small_world(tmp_path):
     fitting = write(
         "fit", lambda p, c: Background(scene=sorted(SCENE_FIT[p.category][0])[c], lighting="spotlight").text()
     )
-    out = tmp_path / "online"
-    code = caig_main(
-        [
-            "online",
-            "--control",
-            str(plain),
-            "--ads",
-            f"fit={fitting}",
-            "--catalog",
-            str(tmp_path / "catalog.parquet"),
-            "--out",
-            str(out),
-            *sim,
-        ]
-    )
-    assert code == 0
-    metrics = json.loads((out / "metrics.json").read_text())
-    served = pl.read_parquet(out / "served.parquet")
+
+    def online(out: Path, *overrides: str) -> tuple[dict, pl.DataFrame]:
+        command = ["online", "--control", str(plain), "--ads", f"fit={fitting}"]
+        command += ["--catalog", str(tmp_path / "catalog.parquet"), "--out", str(out), *sim, *overrides]
+        assert caig_main(command) == 0
+        return json.loads((out / "metrics.json").read_text()), pl.read_parquet(out / "served.parquet")
+
+    metrics, served = online(tmp_path / "online", "online.screen=false")
     oracle = Oracle(world)
     for row in served.head(6).iter_rows(named=True):
         assert row["true_ctr"] == pytest.approx(oracle.ctr(row["product_id"], row["description"]))
@@ -324,6 +422,18 @@ def test_caig_online_end_to_end_on_a_small_world(tmp_path):
     assert fit["lift"]["all"]["expected_lift_pct"] > 0 and (truth[1] > truth[0])  # bucket order: control, fit
     assert fit["impressions"] == 24 * 2000 and metrics["impressions_total"] == 2 * 24 * 2000
     assert sum(metrics["categories"].values()) == 24
+
+    # screened (the default): an ad is served only when the world's judgement calls it a match
+    metrics, served = online(tmp_path / "screened")
+    fits = [oracle.judge(r["product_id"], r["description"]).match for r in served.iter_rows(named=True)]
+    assert served["match"].to_list() == fits and served["screened_out"].to_list() == [not f for f in fits]
+    assert served.filter(pl.col("screened_out"))["impressions"].sum() == 0
+    for name, data in (("control", metrics["control"]), ("fit", metrics["methods"]["fit"])):
+        mine = served.filter(pl.col("bucket") == name)
+        assert data["ads_screened_out"] == mine["screened_out"].sum()
+        left_out = mine.group_by("product_id").agg(pl.col("screened_out").all())["screened_out"].sum()
+        assert data["products_screened_out"] == left_out
+        assert data["impressions"] == (24 - left_out) * 2000
 
 
 def test_caig_online_refuses_a_method_named_twice(tmp_path, capsys):
@@ -395,6 +505,31 @@ def test_online_report_from_metrics_only(tmp_path):
     latex = (tmp_path / "tables" / "online_lift.tex").read_text()
     assert r"\toprule" in latex and r"Computers \& appliances" in latex and "tab:online-lift" in latex
     assert (tmp_path / "figures" / "online_separation.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("screen", [True, False])
+def test_online_report_says_whether_the_ads_were_screened(tmp_path, screen):
+    metrics, _ = _screen_experiment(screen)
+    metrics["methods"] = {"pcpo": metrics["methods"]["method"]}
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+    command = ["online-report", "--metrics", str(tmp_path / "metrics.json")]
+    assert caig_main([*command, "--tables", str(tmp_path), "--figures", str(tmp_path)]) == 0
+    text = (tmp_path / "online_lift.md").read_text()
+    latex = (tmp_path / "online_lift.tex").read_text()
+    traffic = text.split("## Traffic")[1]
+    if screen:
+        assert "Screened: only ads the world's match judgement calls a fit were served" in text
+        assert "| control (epoch 0) | 3 of 8 (37.5%) | 1 | – |" in traffic
+        assert "| CAIG (PCPO) | 3 of 8 (37.5%) | 1 | 2 |" in traffic  # P0 and P1 compared
+        assert "only ads matched to their product served" in latex
+    else:
+        assert "Not screened: every generated ad was served" in text
+        assert "| control (epoch 0) | not screened | 0 | – |" in traffic
+        assert "| CAIG (PCPO) | not screened | 0 | 4 |" in traffic
+        assert "ads served unscreened" in latex
+    rows = pl.read_csv(tmp_path / "online_lift.csv").filter(pl.col("method") == "pcpo")
+    left_out = dict(zip(rows["category"], rows["products_left_out"]))
+    assert left_out["All"] == (2 if screen else 0)
 
 
 def test_online_report_rejects_metrics_of_unknown_methods(tmp_path, capsys):

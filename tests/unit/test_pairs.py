@@ -103,11 +103,55 @@ def test_one_creative_products_give_no_pairs():
 
 def test_upper_bound_is_inclusive_and_off_by_default():
     rows = [("p", "lo", 100, 10), ("p", "at", 100, 15), ("p", "above", 100, 16)]
-    capped = replace(only("train", min_rel_diff=0.01), max_rel_diff=0.5)
+    capped = only("train", min_rel_diff=0.01, max_rel_diff=0.5)
     sets = build_pairs(log_of(rows), catalog_of(rows), capped)
     assert pair_keys(sets.train) == {("p", "at", "lo"), ("p", "above", "at")}
     assert sets.summary["splits"]["train"]["above_max_rel_diff"] == 1
     assert len(build_pairs(log_of(rows), catalog_of(rows), only("train")).train) == 3
+
+
+# Test-split pairs at the rule's edges: per product, its worse and its better creative (impressions, clicks).
+BOUNDARIES = {
+    "at_e": ((1000, 100), (1000, 110)),  # both creatives exactly at E = 1000; gap 10%
+    "above_e": ((1001, 100), (1001, 110)),  # one impression above E; gap 10%
+    "at_d": ((2000, 200), (2000, 210)),  # gap exactly 5%
+    "below_d": ((20_000, 2000), (20_000, 2099)),  # gap 4.95%
+    "at_cap": ((2000, 100), (2000, 120)),  # gap exactly 20%
+    "above_cap": ((20_000, 1000), (20_000, 1201)),  # gap 20.1%
+}
+BOUNDARY_ROWS = [
+    (product, f"{product}-{side}", *counts)
+    for product, creatives in BOUNDARIES.items()
+    for side, counts in zip(("lo", "hi"), creatives)
+]
+AUTHORS_TEST_RULE = ["data.pairs.test.strict_min_impressions=true", "data.pairs.test.max_rel_diff=0.2"]
+
+
+@pytest.mark.parametrize(
+    "overrides, products, above_cap",
+    [
+        # the paper's text (default): impressions >= 1000, gap >= 5%, no cap
+        ([], {"at_e", "above_e", "at_d", "at_cap", "above_cap"}, 0),
+        # the authors' released script: impressions > 1000, 5% <= gap <= 20%
+        (AUTHORS_TEST_RULE, {"above_e", "at_d", "at_cap"}, 1),
+    ],
+)
+def test_test_pairs_at_exposure_gap_and_cap_boundaries(overrides, products, above_cap):
+    cfg = replace(PairConfig.from_config(compose(overrides).data.pairs), test_fraction=1.0)
+    sets = build_pairs(log_of(BOUNDARY_ROWS), catalog_of(BOUNDARY_ROWS), cfg)
+    assert pair_keys(sets.test) == {(p, f"{p}-hi", f"{p}-lo") for p in products}
+    test = sets.summary["splits"]["test"]
+    assert test["creatives_min_impressions"] == (12 if not overrides else 10)
+    assert (test["below_min_rel_diff"], test["above_max_rel_diff"]) == (1, above_cap)
+    assert sets.summary["thresholds"]["test"]["strict_min_impressions"] is bool(overrides)
+
+
+def test_default_rule_is_the_papers_text_and_the_authors_rule_changes_only_test():
+    text = PairConfig.from_config(compose([]).data.pairs)
+    assert text.train == Thresholds(50, 0.01) and text.test == Thresholds(1000, 0.05)
+    authors = PairConfig.from_config(compose(AUTHORS_TEST_RULE).data.pairs)
+    assert authors.test == Thresholds(1000, 0.05, max_rel_diff=0.2, strict_min_impressions=True)
+    assert authors.train == text.train
 
 
 def test_counts_are_summed_over_dates():
@@ -207,7 +251,12 @@ def test_summary_counts_per_category_and_histogram():
     assert sum(histogram["counts"]) == 2
     assert histogram["counts"][histogram["edges"].index(0.2)] == 1  # rel diff 0.2
     assert histogram["counts"][histogram["edges"].index(2.0)] == 1  # rel diff 3.0
-    assert summary["thresholds"]["train"] == {"min_impressions": 50, "min_rel_diff": 0.01}
+    assert summary["thresholds"]["train"] == {
+        "min_impressions": 50,
+        "min_rel_diff": 0.01,
+        "max_rel_diff": None,
+        "strict_min_impressions": False,
+    }
 
 
 # ------------------------------------------------------------------------------------- bad input
@@ -295,7 +344,9 @@ def test_integer_ids_match_string_catalog():
     [
         ({"train": Thresholds(0, 0.01)}, "train.min_impressions"),
         ({"test": Thresholds(1000, -0.1)}, "test.min_rel_diff"),
-        ({"max_rel_diff": 0.02}, "max_rel_diff"),
+        ({"train": Thresholds(50, 0.05, max_rel_diff=0.02)}, "train.max_rel_diff"),
+        ({"test": Thresholds(1000, 0.05, max_rel_diff=-1.0)}, "test.max_rel_diff"),
+        ({"test": Thresholds(1000, 0.05, strict_min_impressions=1)}, "test.strict_min_impressions"),
         ({"test_fraction": 1.5}, "test_fraction"),
         ({"histogram_edges": (0.1, 0.05)}, "histogram_edges"),
     ],
@@ -316,7 +367,8 @@ def test_config_tree_defaults_and_options_as_overrides():
             "train_min_rel_diff": None,
             "test_min_impressions": None,
             "test_min_rel_diff": 0.1,
-            "max_rel_diff": None,
+            "train_max_rel_diff": None,
+            "test_max_rel_diff": 0.3,
             "test_fraction": None,
             "seed": 3,
         },
@@ -324,7 +376,7 @@ def test_config_tree_defaults_and_options_as_overrides():
     composed = PairConfig.from_config(compose(overrides(args)).data.pairs)
     assert (
         composed.train == Thresholds(10, 0.01)
-        and composed.test == Thresholds(1000, 0.1)
+        and composed.test == Thresholds(1000, 0.1, max_rel_diff=0.3)
         and composed.seed == 3
     )
     with pytest.raises(ConfigError, match="unknown keys"):
@@ -405,7 +457,11 @@ def reference_pairs(rows: list[tuple], cfg: PairConfig) -> dict[str, set[tuple[s
     out: dict[str, set[tuple[str, str, str]]] = {"train": set(), "test": set()}
     for product, creatives in by_product.items():
         rule = getattr(cfg, splits[product])
-        kept = [c for c in creatives if c[1] >= rule.min_impressions]
+        kept = [
+            c
+            for c in creatives
+            if (c[1] > rule.min_impressions if rule.strict_min_impressions else c[1] >= rule.min_impressions)
+        ]
         for hi, hi_imp, hi_clk in kept:
             for lo, lo_imp, lo_clk in kept:
                 ctr_hi, ctr_lo = Fraction(hi_clk, hi_imp), Fraction(lo_clk, lo_imp)
@@ -413,7 +469,7 @@ def reference_pairs(rows: list[tuple], cfg: PairConfig) -> dict[str, set[tuple[s
                     continue
                 rel = (ctr_hi - ctr_lo) / ctr_lo
                 if rel >= Fraction(str(rule.min_rel_diff)) and (
-                    cfg.max_rel_diff is None or rel <= Fraction(str(cfg.max_rel_diff))
+                    rule.max_rel_diff is None or rel <= Fraction(str(rule.max_rel_diff))
                 ):
                     out[splits[product]].add((product, hi, lo))
     return out
@@ -439,14 +495,20 @@ rel_bounds = st.sampled_from([0.0, 0.01, 0.05, 0.25, 0.5, 1.0])
     e_test=st.integers(1, 60),
     d_train=rel_bounds,
     d_test=rel_bounds,
-    max_rel=st.sampled_from([None, 1.0, 2.0]),
+    max_train=st.sampled_from([None, 0.2, 1.0, 2.0]),
+    max_test=st.sampled_from([None, 0.2, 1.0, 2.0]),
+    strict=st.tuples(st.booleans(), st.booleans()),
     test_fraction=st.sampled_from([0.0, 0.5, 1.0]),
 )
-def test_pairs_match_brute_force(rows, e_train, e_test, d_train, d_test, max_rel, test_fraction):
+def test_pairs_match_brute_force(
+    rows, e_train, e_test, d_train, d_test, max_train, max_test, strict, test_fraction
+):
+    def cap(bound: float | None, d: float) -> float | None:
+        return bound if bound is None or bound >= d else None
+
     cfg = PairConfig(
-        train=Thresholds(e_train, d_train),
-        test=Thresholds(e_test, d_test),
-        max_rel_diff=max_rel if max_rel is None or max_rel >= max(d_train, d_test) else None,
+        train=Thresholds(e_train, d_train, cap(max_train, d_train), strict[0]),
+        test=Thresholds(e_test, d_test, cap(max_test, d_test), strict[1]),
         test_fraction=test_fraction,
     )
     sets = build_pairs(log_of(rows), catalog_of(rows), cfg)

@@ -182,6 +182,18 @@ def test_config_sets_every_hyper_parameter(trainer):
     assert trainer.args.learning_rate == 3e-4 and trainer.args.per_device_train_batch_size == 4
 
 
+def test_presets_take_the_authors_values_where_the_paper_is_silent():
+    from caig.preference.train import stage_settings
+
+    paper, tiny = compose(["preset=paper"]), compose(["preset=tiny"])
+    for cfg in (paper, tiny):
+        assert (cfg.preference.dpo.beta, cfg.preference.pcpo.beta) == (0.5, 0.5)
+    train = stage_settings(paper)
+    assert (train.per_device_batch_size, train.gradient_accumulation_steps, train.warmup_ratio) == (1, 1, 0.0)
+    assert train.learning_rate == 2e-5 and paper.preference.epochs == 5 and paper.preference.lora.r > 0
+    assert (stage_settings(tiny).gradient_accumulation_steps, stage_settings(tiny).warmup_ratio) == (1, 0.0)
+
+
 def test_every_hyper_parameter_reaches_the_loss(trainer):
     base_total, base_dpo = _loss(trainer)
     pcpo_term = (base_total - base_dpo) / trainer.pcpo_weight

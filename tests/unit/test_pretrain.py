@@ -1,5 +1,6 @@
-"""caig.pretrain: the task mix, records from observable data (best creatives by OBSERVED CTR, test products left
-out), the JSONL format and its errors, product captions, and answer-only labels in the SFT batches."""
+"""caig.pretrain: the task mix, records from reviewed descriptions (fitting ones as targets, never clicks, test
+products left out), the reviewed-descriptions and JSONL formats and their errors, product captions, and
+answer-only labels in the SFT batches."""
 
 from __future__ import annotations
 
@@ -12,21 +13,30 @@ import pytest
 import yaml
 from PIL import Image
 
+from caig.cli import main
+from caig.config import compose
+from caig.data.pairs import split_of
 from caig.errors import ConfigError, InputError
 from caig.models import build_llava
 from caig.pretrain.data import (
     TASKS,
-    observed_creatives,
+    Description,
+    description_records,
+    description_summary,
+    detail_phrases,
+    held_out_products,
+    plain_draft,
+    read_descriptions,
     read_records,
     scale_mix,
     shown_attributes,
-    synthetic_records,
     task_counts,
     validate_record,
     write_records,
 )
 from caig.pretrain.products import product_attributes, product_caption, read_catalog
 from caig.pretrain.sft import IGNORE, InstructionCollator, InstructionDataset
+from caig.sim.clicklog import generate_click_world
 
 REPO = Path(__file__).resolve().parents[2]
 PAPER_MIX = yaml.safe_load((REPO / "config" / "pretrain" / "paper.yaml").read_text())["mix"]
@@ -64,14 +74,20 @@ def test_scale_mix_rejects_unknown_tasks_and_too_few_samples():
     assert scale_mix({"ad_description": 7}, None) == {"ad_description": 7}
 
 
-# ---- records from observable data ----------------------------------------------------------------------
+# ---- records from reviewed descriptions --------------------------------------------------------------------
+
+FITTING = {
+    ("P1", "a kitchen counter with a mug, warm light, soft pink tones"),
+    ("P1", "a wooden tabletop, morning light"),
+    ("P2", "an office desk, daylight"),
+}
 
 
 @pytest.fixture()
 def world(tmp_path):
     images = tmp_path / "img"
     images.mkdir()
-    for name in ("p1", "p2", "a", "b", "c", "d"):
+    for name in ("p1", "p2", "a", "b", "d"):
         Image.new("RGBA", (8, 8), (200, 10, 10, 255)).save(images / f"{name}.png")
     catalog = pl.DataFrame(
         {
@@ -85,51 +101,174 @@ def world(tmp_path):
         }
     )
     catalog.write_parquet(tmp_path / "catalog.parquet")
-    creatives = pl.DataFrame(
+    rows = [
         {
-            "creative_id": ["A", "B", "C", "D"],
-            "product_id": ["P1", "P1", "P1", "P2"],
-            "description": ["a kitchen", "a beach", "a garden", "an office desk"],
-        }
-    )
-    # observed CTRs: B 10% > A 5% > C 2% (C has too few impressions for min_impressions=50 anyway)
-    log = pl.DataFrame(
+            "product_id": "P1",
+            "description": "a kitchen counter with a mug, warm light, soft pink tones",
+            "fits": True,
+            "image": "img/a.png",
+        },
         {
-            "product_id": ["P1", "P1", "P1", "P1", "P2"],
-            "creative_id": ["A", "A", "B", "C", "D"],
-            "image": [str(images / f"{n}.png") for n in ("a", "a", "b", "c", "d")],
-            "impressions": [50, 50, 100, 40, 100],
-            "clicks": [2, 3, 10, 10, 4],
-        }
-    )
-    return read_catalog(tmp_path / "catalog.parquet"), observed_creatives(log, creatives)
+            "product_id": "P1",
+            "description": "a sandy beach, neon lights",
+            "fits": False,
+            "image": "img/b.png",
+        },
+        {"product_id": "P1", "description": "a wooden tabletop, morning light", "fits": True},
+        {"product_id": "P2", "description": "an office desk, daylight", "fits": True, "image": "img/d.png"},
+        {"product_id": "P9", "description": "a garden", "fits": True, "image": None},
+    ]
+    (tmp_path / "reviewed.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return read_catalog(tmp_path / "catalog.parquet"), read_descriptions(tmp_path / "reviewed.jsonl")
 
 
-def test_good_ads_are_the_best_by_observed_ctr_and_test_products_are_left_out(world):
-    products, creatives = world
-    counts = {"prompt_from_image_caption": 6, "prompt_optimize": 3, "background_description": 4}
-    records = synthetic_records(products, creatives, counts, min_impressions=50, good_per_product=1, seed=1)
-    prompts = [r for r in records if r["task"] == "prompt_from_image_caption"]
-    assert {(r["caption"], r["target"]) for r in prompts} == {
-        (products["P1"].caption, "a beach"),
-        (products["P2"].caption, "an office desk"),
+ALL_TASKS = {task: 8 for task in TASKS}
+
+
+def test_generation_targets_are_descriptions_reviewed_as_fitting(world):
+    products, descriptions = world
+    records = description_records(products, descriptions, ALL_TASKS, seed=1)
+    assert task_counts(records) == ALL_TASKS
+    caption_of = {product.caption: pid for pid, product in products.items()}
+    for record in records:
+        if TASKS[record["task"]].family == "prompt_generation":
+            assert (caption_of[record["caption"]], record["target"]) in FITTING
+    prompts = {
+        (caption_of[r["caption"]], r["target"]) for r in records if r["task"] == "prompt_from_image_caption"
     }
-    optimize = [r for r in records if r["task"] == "prompt_optimize"]
-    assert {(r["input"], r["target"]) for r in optimize} == {("a kitchen", "a beach")}  # C lacks impressions
-    assert all(r["image"] for r in records if TASKS[r["task"]].image)
-    without_p1 = synthetic_records(
-        products, creatives, counts, min_impressions=50, good_per_product=1, exclude_products=["P1"], seed=1
-    )
-    assert all(r["caption"] == products["P2"].caption for r in without_p1)
-    assert task_counts(without_p1)["prompt_optimize"] == 0  # P2 has a single creative: nothing to optimise
+    assert prompts == FITTING  # every fitting description is used, none of the others
+
+
+def test_understanding_tasks_describe_the_pictured_product_and_prompt_tasks_show_the_product(world, tmp_path):
+    products, descriptions = world
+    records = description_records(products, descriptions, ALL_TASKS, seed=1)
+    pictured = {str((tmp_path / "img" / f"{n}.png").resolve()) for n in ("a", "b", "d")}
+    product_images = {p.image for p in products.values()}
+    for record in records:
+        if record["task"] in ("ad_description", "background_description", "caption_background"):
+            assert record["image"] in pictured  # fitting or not: the answer is what the image shows
+        elif TASKS[record["task"]].image:
+            assert record["image"] in product_images
+        else:
+            assert record["image"] is None
+    described = {r["target"] for r in records if r["task"] == "background_description"}
+    assert "a sandy beach, neon lights" in described
+
+
+def test_caption_background_prompt_shows_the_caption(world):
+    products, descriptions = world
+    (record,) = description_records(products, descriptions, {"caption_background": 1}, seed=0)
+    (sample,) = InstructionDataset([record], seed=0)
+    assert TASKS["caption_background"].image and record["image"]
+    assert record["caption"] in sample["prompt"] and "Red Mug" not in sample["prompt"]
+
+
+def test_prompt_optimize_drafts_are_plain_versions_of_a_fitting_description(world):
+    products, descriptions = world
+    records = description_records(products, descriptions, {"prompt_optimize": 20}, seed=2)
+    for record in records:
+        assert any(record["target"] == text for _, text in FITTING)
+        target, draft = detail_phrases(record["target"]), detail_phrases(record["input"])
+        assert draft[0] == target[0] and set(draft) < set(target)
+    assert plain_draft("a plain setting", np.random.default_rng(0)) is None
+
+
+def test_records_ignore_the_click_log(tmp_path):
+    """Two worlds that differ only in their clicks give byte-identical pre-training records."""
+    world = tmp_path / "world"
+    outputs, clicks = [], []
+    for median_daily in (200, 35):
+        generate_click_world(compose(["sim=small", f"sim.exposure.median_daily={median_daily}"]), world)
+        clicks.append(pl.read_parquet(world / "log.parquet")["clicks"].to_list())
+        out = tmp_path / f"out{median_daily}"
+        code = main(
+            [
+                "pretrain-data",
+                "--catalog",
+                str(world / "catalog.parquet"),
+                "--descriptions",
+                str(world / "reviewed_descriptions.parquet"),
+                "--out",
+                str(out),
+                "pretrain.samples=200",
+            ]
+        )
+        assert code == 0
+        outputs.append((out / "data.jsonl").read_bytes())
+    assert clicks[0] != clicks[1]
+    assert outputs[0] == outputs[1]
+
+
+def test_test_split_products_are_left_out(world, tmp_path):
+    products, descriptions = world
+    held_out = held_out_products(products, test_fraction=0.5, seed=0)
+    split = split_of(sorted(products), 0.5, 0).to_list()
+    assert held_out == {pid for pid, part in zip(sorted(products), split) if part == "test"}
+    assert held_out_products(products, test_fraction=1.0, seed=0) == set(products)
+    records = description_records(products, descriptions, ALL_TASKS, exclude_products=["P1"], seed=1)
+    assert all(r["caption"] == products["P2"].caption for r in records)
+    summary = description_summary(products, descriptions, ["P1"])
+    assert summary["descriptions_unknown_product"] == 1 and summary["descriptions_of_test_products"] == 3
+    assert summary["products_with_fitting_description"] == 1 and summary["test_products"] == 1
 
 
 def test_records_are_seeded(world):
-    products, creatives = world
-    counts = {"ad_description": 5, "prompt_from_none": 5}
-    first = synthetic_records(products, creatives, counts, min_impressions=1, good_per_product=1, seed=3)
-    again = synthetic_records(products, creatives, counts, min_impressions=1, good_per_product=1, seed=3)
-    assert first == again
+    products, descriptions = world
+    counts = {"ad_description": 5, "prompt_from_none": 5, "prompt_optimize": 5}
+    first = description_records(products, descriptions, counts, seed=3)
+    assert first == description_records(products, descriptions, counts, seed=3)
+
+
+# ---- the reviewed-descriptions file ---------------------------------------------------------------------
+
+
+def test_reviewed_descriptions_parquet_and_integer_ids(tmp_path):
+    (tmp_path / "ad.png").write_bytes(b"")
+    pl.DataFrame(
+        {"product_id": [7], "description": ["a  studio"], "fits": [False], "image": ["ad.png"]}
+    ).write_parquet(tmp_path / "r.parquet")
+    (row,) = read_descriptions(tmp_path / "r.parquet")
+    assert row == Description("7", "a studio", False, str((tmp_path / "ad.png").resolve()))
+    pl.DataFrame({"product_id": ["P1"], "description": ["x"]}).write_parquet(tmp_path / "bad.parquet")
+    with pytest.raises(InputError, match="lacks column 'fits'"):
+        read_descriptions(tmp_path / "bad.parquet")
+
+
+@pytest.mark.parametrize(
+    ("row", "column", "message"),
+    [
+        ({"product_id": "P1", "description": "x", "fits": True, "ctr": 0.1}, None, "unknown field 'ctr'"),
+        ({"description": "x", "fits": True}, "product_id", "bad product_id"),
+        ({"product_id": True, "description": "x", "fits": True}, "product_id", "bad product_id"),
+        ({"product_id": "P1", "description": " ", "fits": True}, "description", "bad description"),
+        ({"product_id": "P1", "description": "x", "fits": "yes"}, "fits", "bad fits"),
+        ({"product_id": "P1", "description": "x", "fits": True, "image": "nope.png"}, "image", "not found"),
+        ({"product_id": "P1", "description": "x", "fits": True, "image": 3}, "image", "bad image"),
+        ([1, 2], None, "must be a JSON object"),
+    ],
+)
+def test_bad_reviewed_descriptions_name_the_file_row_and_field(tmp_path, row, column, message):
+    path = tmp_path / "reviewed.jsonl"
+    good = {"product_id": "P1", "description": "a studio", "fits": True}
+    path.write_text(json.dumps(good) + "\n" + json.dumps(row) + "\n")
+    with pytest.raises(InputError, match=message) as err:
+        read_descriptions(path)
+    assert (err.value.file, err.value.row, err.value.column) == (str(path), 2, column)
+
+
+def test_reviewed_descriptions_file_errors(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        read_descriptions(tmp_path / "missing.jsonl")
+    (tmp_path / "r.csv").write_text("product_id,description,fits\n")
+    with pytest.raises(InputError, match="not found") as err:
+        read_descriptions(tmp_path / "r.csv")
+    assert ".jsonl or .parquet" in str(err.value)
+    (tmp_path / "r.jsonl").write_text("{oops\n")
+    with pytest.raises(InputError, match="not JSON"):
+        read_descriptions(tmp_path / "r.jsonl")
+    (tmp_path / "empty.jsonl").write_text("\n")
+    with pytest.raises(InputError, match="no reviewed descriptions"):
+        read_descriptions(tmp_path / "empty.jsonl")
 
 
 def test_catalog_attributes_and_caption(world):
@@ -156,14 +295,8 @@ def test_shown_attributes_follow_the_task():
 
 
 def test_jsonl_round_trip_and_relative_images(tmp_path, world):
-    products, creatives = world
-    records = synthetic_records(
-        products,
-        creatives,
-        {"ad_description": 2, "prompt_from_caption": 2},
-        min_impressions=1,
-        good_per_product=1,
-    )
+    products, descriptions = world
+    records = description_records(products, descriptions, {"ad_description": 2, "prompt_from_caption": 2})
     write_records(records, tmp_path / "data.jsonl")
     assert read_records(tmp_path / "data.jsonl") == records
     line = {"task": "background_description", "image": "img/a.png", "target": "a kitchen"}

@@ -1,4 +1,5 @@
-"""Reward model core: pair images, last-token pooling under padding, the loss, symmetric scoring, answers."""
+"""Reward model core: pair images, last-token pooling under padding, the loss, per-order and symmetric scoring,
+answers."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ from caig.reward import (
     score_pairs,
     score_pairs_generative,
 )
-from caig.reward.model import last_token_index, open_image
+from caig.reward.model import last_token_index, open_image, point_loss
+from caig.reward.scoring import score_pairs_by_order, score_pairs_generative_by_order
 
 TINY = yaml.safe_load((Path(__file__).resolve().parents[2] / "config" / "model" / "tiny.yaml").read_text())
 SIZE = TINY["pair_image_size"]
@@ -138,8 +140,20 @@ def test_pooling_under_padding_equals_unpadded(reward_model, backbone, side):
 
 
 # ------------------------------------------------------------------------------------------- loss
+def test_point_loss_is_the_mean_squared_error_on_the_raw_ctrs():
+    pred = torch.tensor([[0.03, 0.0], [0.0, 0.02]])
+    ctr = torch.tensor([[0.02, 0.01], [0.01, 0.04]])
+    # squared errors 1e-4, 1e-4, 1e-4, 4e-4: their mean over both outputs and both rows
+    assert point_loss(pred, ctr).item() == pytest.approx(7e-4 / 4, rel=1e-5)
+    # a rescaled target (an option): the head predicts ctr_scale * CTR
+    assert point_loss(pred * 10, ctr, ctr_scale=10.0).item() == pytest.approx(7e-2 / 4, rel=1e-5)
+    with pytest.raises(ValueError, match="shape"):
+        point_loss(pred[:, :1], ctr)
+
+
 def test_loss_equals_hand_computed_value(backbone):
-    model = RewardModel(backbone[0], cls_weight=1.0, point_weight=0.5, ctr_scale=100.0)
+    model = RewardModel(backbone[0], cls_weight=1.0, point_weight=0.5)
+    assert model.ctr_scale == 1.0  # the paper's raw CTRs unless asked otherwise
     hidden = model.cls_head.in_features
     h = torch.zeros(2, hidden)
     h[0, 0], h[1, 1] = 1.0, 2.0
@@ -148,25 +162,35 @@ def test_loss_equals_hand_computed_value(backbone):
             head.weight.zero_()
             head.bias.zero_()
         model.cls_head.weight[0, 0] = 1.0  # row 0: logits (1, 0); row 1: logits (0, 0)
-        model.ctr_head.weight[0, 0] = 3.0  # row 0: ctr_pred (3, 0); row 1: ctr_pred (0, 2) (scaled units)
-        model.ctr_head.weight[1, 1] = 1.0
+        model.ctr_head.weight[0, 0] = 0.3  # row 0: ctr_pred (0.3, 0); row 1: ctr_pred (0, 0.2)
+        model.ctr_head.weight[1, 1] = 0.1
     model.pooled_hidden = lambda *args, **kwargs: h
     labels = torch.tensor([0, 1])
     ctr = torch.tensor([[0.02, 0.01], [0.01, 0.03]])
-    out = model(
-        input_ids=torch.zeros(2, 1, dtype=torch.long), attention_mask=torch.ones(2, 1), labels=labels, ctr=ctr
-    )
+    inputs = {"input_ids": torch.zeros(2, 1, dtype=torch.long), "attention_mask": torch.ones(2, 1)}
+    out = model(**inputs, labels=labels, ctr=ctr)
     ce = (-math.log(math.e / (math.e + 1)) + -math.log(0.5)) / 2
-    point = (((3 - 2) ** 2 + (0 - 1) ** 2) + ((0 - 1) ** 2 + (2 - 3) ** 2)) / 2
+    point = ((0.3 - 0.02) ** 2 + (0 - 0.01) ** 2 + (0 - 0.01) ** 2 + (0.2 - 0.03) ** 2) / 4  # MSE, 4 outputs
     assert out.loss.item() == pytest.approx(1.0 * ce + 0.5 * point, rel=1e-6)
-    torch.testing.assert_close(out.ctr, torch.tensor([[0.03, 0.0], [0.0, 0.02]]))
+    torch.testing.assert_close(out.ctr, torch.tensor([[0.3, 0.0], [0.0, 0.2]]))
     model.point_weight = 0.0
-    assert model(
-        input_ids=torch.zeros(2, 1, dtype=torch.long), attention_mask=torch.ones(2, 1), labels=labels
-    ).loss.item() == pytest.approx(ce, rel=1e-6)
-    model.point_weight = 0.5
+    assert model(**inputs, labels=labels).loss.item() == pytest.approx(ce, rel=1e-6)
+    model.point_weight, model.ctr_scale = 0.5, 10.0  # the head's output is read as 10 x CTR
+    point_scaled = ((0.3 - 0.2) ** 2 + (0 - 0.1) ** 2 + (0 - 0.1) ** 2 + (0.2 - 0.3) ** 2) / 4
+    scaled = model(**inputs, labels=labels, ctr=ctr)
+    assert scaled.loss.item() == pytest.approx(ce + 0.5 * point_scaled, rel=1e-6)
+    torch.testing.assert_close(scaled.ctr, torch.tensor([[0.03, 0.0], [0.0, 0.02]]))
     with pytest.raises(ValueError, match="observed CTRs"):
-        model(input_ids=torch.zeros(2, 1, dtype=torch.long), attention_mask=torch.ones(2, 1), labels=labels)
+        model(**inputs, labels=labels)
+
+
+def test_heads_start_from_the_normal_init(backbone):
+    torch.manual_seed(0)
+    model = RewardModel(backbone[0])
+    std = backbone[0].config.text_config.initializer_range
+    for head in (model.cls_head, model.ctr_head):
+        assert head.weight.abs().sum() > 0 and torch.all(head.bias == 0)
+        assert 0.5 * std < head.weight.std().item() < 2 * std
 
 
 def test_loss_backpropagates_into_heads_and_backbone(backbone):
@@ -197,6 +221,22 @@ def test_symmetric_scoring_is_invariant_to_swapping(reward_model, backbone):
     assert np.abs(raw[:3] + raw[3:] - 1).max() > 1e-3
 
 
+def test_scores_by_order_keep_each_order_and_average_to_the_symmetric_score(reward_model, backbone):
+    lefts, rights, prompts = _images(15, 3), _images(16, 3), _prompts()
+    by_order = score_pairs_by_order(reward_model, backbone[1], lefts, rights, prompts, pair_size=SIZE)
+    assert by_order.shape == (3, 2) and by_order.dtype == np.float64
+    single = encode_rm_inputs(backbone[1], [concat_pair(a, b, SIZE) for a, b in zip(lefts, rights)], prompts)
+    swapped = encode_rm_inputs(backbone[1], [concat_pair(b, a, SIZE) for a, b in zip(lefts, rights)], prompts)
+    with torch.no_grad():
+        p_given = reward_model(**single).logits.double().softmax(-1)[:, 0].numpy()
+        p_swapped = reward_model(**swapped).logits.double().softmax(-1)[:, 1].numpy()
+    np.testing.assert_allclose(by_order[:, 0], p_given, atol=1e-6)
+    np.testing.assert_allclose(by_order[:, 1], p_swapped, atol=1e-6)
+    np.testing.assert_allclose(
+        score_pairs(reward_model, backbone[1], lefts, rights, prompts, pair_size=SIZE), by_order.mean(axis=1)
+    )
+
+
 def test_scoring_accepts_paths_and_checks_lengths(reward_model, backbone, tmp_path):
     lefts, rights = _images(7, 2), _images(8, 2)
     paths = []
@@ -219,6 +259,11 @@ def test_generative_scoring_is_symmetric(backbone, method):
     q = score_pairs_generative(model, processor, rights, lefts, prompts, pair_size=SIZE, method=method)
     np.testing.assert_allclose(p + q, 1.0, atol=1e-6)
     assert ((p >= 0) & (p <= 1)).all()
+    by_order = score_pairs_generative_by_order(
+        model, processor, lefts, rights, prompts, pair_size=SIZE, method=method
+    )
+    assert by_order.shape == (2, 2)
+    np.testing.assert_allclose(by_order.mean(axis=1), p, atol=1e-12)
 
 
 def test_answer_labels_mark_exactly_the_answer_tokens(backbone):

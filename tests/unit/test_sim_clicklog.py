@@ -25,6 +25,8 @@ SCHEMAS = {
     "creatives.parquet": {"creative_id": pl.String, "product_id": pl.String, "description": pl.String},
     "truth.parquet": {"creative_id": pl.String, "product_id": pl.String, "true_ctr": pl.Float64,
                       "match": pl.Boolean, "reason": pl.String},
+    "reviewed_descriptions.parquet": {"product_id": pl.String, "description": pl.String, "fits": pl.Boolean,
+                                      "image": pl.String},
 }
 
 
@@ -53,7 +55,8 @@ def test_schemas_and_relative_paths(small: Path) -> None:
         assert dict(pl.read_parquet(small / name).schema) == schema, name
     catalog = pl.read_parquet(small / "catalog.parquet")
     log = pl.read_parquet(small / "log.parquet")
-    for rel in [*catalog["image"].to_list(), *log["image"].unique().to_list()]:
+    reviewed = pl.read_parquet(small / "reviewed_descriptions.parquet")
+    for rel in [*catalog["image"].to_list(), *log["image"].unique().to_list(), *reviewed["image"].to_list()]:
         assert not Path(rel).is_absolute() and (small / rel).is_file()
     ad = Image.open(small / log["image"][0])
     assert ad.size == (64, 64) and ad.mode == "RGB"
@@ -92,6 +95,16 @@ def test_truth_matches_oracle_and_descriptions(small: Path) -> None:
     assert np.allclose(oracle.ctr_many(pi, codes), truth["true_ctr"].to_numpy())
     match, _ = oracle.judge_many(pi, codes)
     assert np.array_equal(match, truth["match"].to_numpy())
+
+
+def test_reviewed_descriptions_are_the_annotators_judgement_of_each_ad(small: Path) -> None:
+    truth = pl.read_parquet(small / "truth.parquet")
+    creatives = pl.read_parquet(small / "creatives.parquet")
+    reviewed = pl.read_parquet(small / "reviewed_descriptions.parquet")
+    assert reviewed["fits"].to_list() == truth["match"].to_list()
+    assert reviewed["description"].to_list() == creatives["description"].to_list()
+    assert reviewed["image"].to_list() == [f"images/ads/{c}.png" for c in creatives["creative_id"]]
+    assert 0 < reviewed["fits"].mean() < 1
 
 
 def test_ads_are_rendered_from_written_cut_outs(small: Path) -> None:

@@ -64,6 +64,9 @@ def _metrics(name: str, kind: str, accuracy: float) -> dict:
         "accuracy": accuracy,
         "ci_low": accuracy - 0.04,
         "ci_high": accuracy + 0.04,
+        "symmetric_accuracy": accuracy + 0.01,
+        "symmetric_ci_low": accuracy - 0.03,
+        "symmetric_ci_high": accuracy + 0.05,
         "pairs": 500,
         "groups": 120,
         "confidence": 0.95,
@@ -89,10 +92,18 @@ def test_ablation_shows_a_drop_honestly_and_the_ceiling_beside():
     assert records["a_base"]["change"] is None and records["f_full"]["paper"] == 58.6
     assert records["f_full"]["vs_truth"] == 0.61 and records["bayes_ceiling"]["accuracy"] == 0.93
     text = to_markdown(table)
-    assert "| (b) | row b_pretrained | 50.0 | [46.0, 54.0] | -2.0 |" in text
-    assert "Bayes ceiling (true CTR) | 93.0 | [91.0, 95.0]" in text
+    # the headline (one order) first, its change and truth, then both orders, then the paper
+    assert (
+        "|  | Reward model | Pair acc. (%) | 95% CI | vs row above | vs truth (%) | Both orders (%) | 95% CI | "
+        "Paper (commercial, %) |" in text
+    )
+    assert "| (b) | row b_pretrained | 50.0 | [46.0, 54.0] | -2.0 |  | 51.0 | [47.0, 55.0] | 54.4 |" in text
+    assert "| (c) | row f_full | 60.0 | [56.0, 64.0] | +10.0 | 61.0 | 61.0 | [57.0, 65.0] | 58.6 |" in text
+    assert "| Bayes ceiling (true CTR) | 93.0 | [91.0, 95.0] |  |  |  |  |" in text
+    assert "Pair acc.: the paper's metric (Eq. 13)" in text and "Both orders: each pair also scored" in text
     header = next(csv.reader(io.StringIO(to_csv(table))))
-    assert "ci" not in header and {"ci_low", "ci_high", "variant", "paper"} <= set(header)
+    assert "ci" not in header and "symmetric_ci" not in header
+    assert {"ci_low", "ci_high", "symmetric", "symmetric_ci_low", "symmetric_ci_high", "variant"} <= set(header)
 
 
 def test_comparison_leaves_unknown_paper_values_empty():
@@ -101,7 +112,7 @@ def test_comparison_leaves_unknown_paper_values_empty():
     rows = {r["variant"]: r for r in table.records}
     assert rows["vam"]["paper_commercial"] is None and rows["f_full"]["paper_public"] == 56.2
     assert "vs_truth" not in [c.key for c in table.columns]
-    assert "| row vam | 55.0 | [51.0, 59.0] |  |  |" in to_markdown(table)
+    assert "| row vam | 55.0 | [51.0, 59.0] | 56.0 | [52.0, 60.0] |  |  |" in to_markdown(table)
 
 
 def test_reward_tables_command_writes_six_files(tmp_path):
@@ -142,6 +153,11 @@ def test_inconsistent_or_incomplete_metrics_are_input_errors(tmp_path):
     broken = tmp_path / "b.json"
     broken.write_text(json.dumps({"variant": "x"}))
     with pytest.raises(InputError, match="lacks 'kind'"):
+        tables.read_metrics(broken)
+    one_order_only = _metrics("f_full", "classifier", 0.6)
+    del one_order_only["symmetric_ci_high"]
+    broken.write_text(json.dumps(one_order_only))
+    with pytest.raises(InputError, match="lacks 'symmetric_ci_high'"):
         tables.read_metrics(broken)
 
 

@@ -104,37 +104,47 @@ def import_args():
 
 # ---------------------------------------------------------------------------------------------- pre-training
 def pretrain_data_inputs():
-    """Observable tables of the synthetic world, or the user's prepared JSONL (config: pretrain.jsonl)."""
-    jsonl = config.get("pretrain", {}).get("jsonl")
-    if jsonl:
-        return {"jsonl": jsonl}
-    if SOURCE != "synthetic":
-        raise ValueError(
-            "pre-training on real data needs prepared records: set pretrain.jsonl in config/config.yaml "
-            "(format: docs/pretrain-data.md)"
-        )
-    return {
-        "catalog": rules.ingest.output.catalog,
-        "log": rules.ingest.output.log,
-        "creatives": rules.sim_world.output.creatives,
-        "test_pairs": rules.pairs.output.test,
-    }
+    """The user's prepared records (config: pretrain.jsonl), or the catalog and reviewed descriptions: the
+    user's (pretrain.descriptions) or, on the synthetic world, its annotators'. Never the click log.
+    """
+    pretrain = config.get("pretrain", {})
+    if pretrain.get("jsonl"):
+        return {"jsonl": pretrain["jsonl"]}
+    descriptions = pretrain.get("descriptions")
+    if not descriptions:
+        if SOURCE != "synthetic":
+            raise ValueError(
+                "pre-training on real data needs reviewed descriptions: set pretrain.descriptions (or prepared "
+                "records, pretrain.jsonl) in config/config.yaml (format: docs/pretrain-data.md)"
+            )
+        descriptions = rules.sim_world.output.reviewed
+    return {"catalog": rules.ingest.output.catalog, "descriptions": descriptions}
 
 
 def pretrain_data_args(wildcards, input):
     if "jsonl" in input.keys():
         return f"--jsonl {shlex.quote(input.jsonl)}"
     return shlex.join(
-        [
-            "--catalog",
-            input.catalog,
-            "--log",
-            input.log,
-            "--creatives",
-            input.creatives,
-            "--exclude-pairs",
-            input.test_pairs,
-        ]
+        ["--catalog", input.catalog, "--descriptions", input.descriptions]
+    )
+
+
+# The base model every stage starts from (models/base): init-model's output or, where
+# model.vision_pretrain.enabled (tiny), that model after its vision tower's pre-training, as LLaVA's base
+# carries CLIP's (caig vision-pretrain).
+VISION_PRETRAIN = bool(
+    node_at(
+        composed_for(stage_overrides("vision-pretrain")),
+        "model.vision_pretrain.enabled",
+    )
+)
+
+
+def base_model():
+    return (
+        rules.vision_pretrain.output.model
+        if VISION_PRETRAIN
+        else rules.init_model.output.model
     )
 
 
@@ -152,11 +162,7 @@ RM_BASELINES = REWARD_CONFIG.get("baselines", ["vam", "cg4ctr"])
 def reward_backbone(wildcards):
     """The backbone a reward variant starts from (its config's reward.init: base or pretrained)."""
     init = composed_for(reward_overrides("reward-train")(wildcards))["reward"]["init"]
-    return (
-        rules.pretrain.output.model
-        if init == "pretrained"
-        else rules.init_model.output.model
-    )
+    return rules.pretrain.output.model if init == "pretrained" else base_model()
 
 
 def reward_overrides(command):
@@ -206,7 +212,11 @@ METHODS = PREFERENCE.get(
         "pcpo_cg4ctr_rm",
     ],
 )
-EPOCHS = int(PREFERENCE.get("epochs", {"tiny": 2, "paper": 5}[PRESET]))
+# N of Algorithm 1: config.yaml's preference.epochs, else the preset's (Hydra preference.epochs).
+EPOCHS = int(
+    PREFERENCE.get("epochs")
+    or composed_for(stage_overrides("preference-train"))["preference"]["epochs"]
+)
 # The reward model behind every method's RM win rate in the match-rate table: the full CAIG RM (one judge for
 # all methods, so the column compares them); each method's own judge is its config's preference.reward_model.
 WIN_RATE_RM = "f_full"
@@ -250,7 +260,7 @@ SAMPLE_SETTINGS = (
     "model",
     "seed",
 )
-RENDER_SETTINGS = ("generate", "model", "seed")
+RENDER_SETTINGS = ("preference.render", "generate", "model", "seed")
 JUDGE_SETTINGS = (
     "preference.dtype",
     "preference.judge",
@@ -289,10 +299,14 @@ def sharing(candidates, command, keys):
 @functools.cache
 def sample_folder(method):
     """Where a method's epoch-1 candidates and ads live: start-<init>, shared by the methods with that initial
-    model that sample alike (same model, seeds and settings: the same files), else the method's own folder.
+    model that sample and render alike (same model, seeds and settings: the same files), else the method's own
+    folder.
     """
     candidates = tuple(m for m in METHODS if init_run(m) == init_run(method))
-    shared = method in sharing(candidates, "sample", SAMPLE_SETTINGS)
+    alike = sharing(candidates, "sample", SAMPLE_SETTINGS) & sharing(
+        candidates, "render", RENDER_SETTINGS
+    )
+    shared = method in alike
     return init_run(method) if shared else method
 
 
@@ -336,11 +350,7 @@ def run_method(run, command=None):
 
 def initial_model(init):
     """Epoch 0: the e-commerce pre-trained prompt model, or the base model without pre-training."""
-    return (
-        rules.pretrain.output.model
-        if init == "pretrained"
-        else rules.init_model.output.model
-    )
+    return rules.pretrain.output.model if init == "pretrained" else base_model()
 
 
 def preference_set(method, epoch):
@@ -485,6 +495,7 @@ def table_targets():
     return [
         rules.data_report.output.markdown,
         rules.data_report.output.figure,
+        rules.pretrain_report.output.figure,
         *rules.reward_tables.output,
         *rules.preference_report.output,
         *rules.online_table.output,

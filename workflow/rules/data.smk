@@ -2,11 +2,13 @@
 
 
 rule sim_world:
-    """The synthetic click world (tiny preset): products, ads, click log, and the oracle's truth."""
+    """The synthetic click world (tiny preset): products, ads, click log, the annotators' reviewed
+    descriptions, and the oracle's truth."""
     output:
         catalog=f"{RUN}/world/catalog.parquet",
         log=f"{RUN}/world/log.parquet",
         creatives=f"{RUN}/world/creatives.parquet",
+        reviewed=f"{RUN}/world/reviewed_descriptions.parquet",
         truth=f"{RUN}/world/truth.parquet",
         meta=f"{RUN}/world/world.json",
         images=directory(f"{RUN}/world/images"),

@@ -1,9 +1,9 @@
 # Stage 2: the reward model. One target path per row of the paper's tables:
 #   {RUN}/reward/{variant}/metrics.json   variants a_base ... f_full (config/reward/<variant>.yaml)
 #   {RUN}/reward/{baseline}/metrics.json  baselines vam, cg4ctr
-# reward_train / baseline_train write {RUN}/reward/<name>/model; reward_eval scores the test pairs in both
-# orders; pair_ceiling (synthetic world only) adds the Bayes ceiling; reward_tables writes the ablation and
-# comparison tables from the metric files alone.
+# reward_train / baseline_train write {RUN}/reward/<name>/model; reward_eval scores the test pairs in one
+# order (the paper's metric) and in both; pair_ceiling (synthetic world only) adds the Bayes ceiling;
+# reward_tables writes the ablation and comparison tables from the metric files alone.
 
 
 # One reward-model variant: LLaVA-NeXT on concatenated pair images + C_RM; DeepSpeed; checkpoints in
@@ -34,7 +34,7 @@ rule reward_train:
         " --out {output.model} --metrics {output.metrics} {params.overrides} 2> {log}"
 
 
-# A baseline of the comparison (VAM-style CNN, CG4CTR-style fusion) on the same train pairs; one GPU.
+# A baseline of the comparison (VAM, CG4CTR: docs/baselines.md) on the same train pairs; one GPU.
 rule baseline_train:
     input:
         pairs=rules.pairs.output.train,
@@ -60,7 +60,8 @@ rule baseline_train:
         " --out {output.model} --metrics {output.metrics} {params.overrides} 2> {log}"
 
 
-# Pair accuracy on the test pairs (both orders scored, product-level bootstrap 95% interval).
+# Pair accuracy on the test pairs: one order (the paper's Eq. 13) and both orders, product-level bootstrap 95%
+# intervals.
 rule reward_eval:
     input:
         model=f"{REWARD}/{{variant}}/model",
