@@ -2,10 +2,15 @@
 
 Input: one image, the two creatives resized and concatenated left|right, and the prompt
 C_RM = f_instruct(Q_RM, attributes) in the backbone's chat format, ending at the generation prompt. The
-hidden state of the last real (non-pad) token feeds two heads: a classifier over {left better, right better}
-and a regression of the two CTRs. Loss (paper sec. 3.2): cls_weight * CE + point_weight * L_point, L_point the
-mean squared error of FC_ctr(h) against the observed (ctr_left, ctr_right), averaged over the two outputs and
-the batch, as in the authors' code; lambda1 = 1, lambda2 = 0.5 in the full model.
+readout feeds two heads: a classifier over {left better, right better} and a regression of the two CTRs.
+Readout ``last_token`` (the paper, Eq. 5): the final hidden state h of the last real (non-pad) token.
+Readout ``side`` (tiny scale only, docs/fidelity.md): concat(h, d, h * d), d the mean final hidden state over
+the left half's high-res image-feature tokens minus that over the right half's, because a tiny language model's
+last token barely registers which side holds which ad.
+
+Loss (paper sec. 3.2): cls_weight * CE + point_weight * L_point, L_point the mean squared error of the CTR head's
+output against the observed (ctr_left, ctr_right), averaged over the two outputs and the batch, as in the
+authors' code; lambda1 = 1, lambda2 = 0.5 in the full model.
 
 ``ctr_scale`` multiplies the targets before the squared error (default 1: the paper's raw CTRs); the head then
 predicts scaled CTRs and ``RewardOutput.ctr`` reports them divided back.
@@ -29,6 +34,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import BatchFeature, LlavaNextForConditionalGeneration, LlavaNextProcessor
+from transformers.models.llava_next.modeling_llava_next import get_anyres_image_grid_shape
 from transformers.utils import ModelOutput
 
 from caig.errors import InputError
@@ -38,6 +44,7 @@ from caig.models.llava import load_llava
 
 LEFT, RIGHT = 0, 1  # class indices of the classification head
 CAPTION_KEYS = frozenset({"caption"})
+READOUTS = ("last_token", "side")
 HEADS_FILE = "reward_heads.safetensors"
 SETTINGS_FILE = "reward_model.json"
 
@@ -172,6 +179,53 @@ def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.long().cumsum(dim=1) - 1).clamp(min=0)
 
 
+def image_sides(
+    backbone: LlavaNextForConditionalGeneration, input_ids: torch.Tensor, image_sizes: torch.Tensor
+) -> torch.Tensor:
+    """Per token of the merged sequence: +1 for a high-res image feature left of the image's vertical midline,
+    -1 right of it, 0 otherwise (text, the whole-image base features, row newlines); shape of ``input_ids``.
+
+    The layout comes from the model itself: each high-res patch feature carries its column (1-based) through
+    the backbone's own ``pack_image_features`` (anyres grid, unpadding, newlines), and the packed order fills
+    the ``image_token_id`` positions row by row, one image per row, as the backbone merges its features.
+    """
+    config = backbone.config
+    patches = config.vision_config.image_size // config.vision_config.patch_size
+    image_sizes = image_sizes.cpu()  # the layout is built on the CPU, whatever device the batch is on
+    tagged, midlines = [], []
+    for size in image_sizes:
+        grid_h, grid_w = get_anyres_image_grid_shape(
+            size, config.image_grid_pinpoints, config.vision_config.image_size
+        )
+        columns = torch.arange(grid_w * patches, dtype=torch.float32).view(grid_w, 1, patches) + 1
+        tiles = columns.expand(grid_w, patches, patches).repeat(grid_h, 1, 1).reshape(grid_h * grid_w, -1, 1)
+        tagged.append(torch.cat((torch.zeros(1, patches * patches, 1), tiles)))  # the base features first
+        midlines.append(grid_w * patches / 2)
+    packed, lengths = backbone.model.pack_image_features(
+        tagged, image_sizes, config.vision_feature_select_strategy, image_newline=torch.zeros(1)
+    )
+    is_image = (input_ids == config.image_token_id).cpu()
+    if is_image.sum(1).tolist() != lengths.tolist():
+        raise ValueError(
+            f"image tokens per row {is_image.sum(1).tolist()} do not match the packed features {lengths.tolist()}"
+        )
+    sides = torch.zeros(input_ids.shape, dtype=torch.float32)
+    for row, (column, midline) in enumerate(zip(packed, midlines)):
+        column = column[:, 0]
+        sides[row, is_image[row]] = torch.where(column == 0, 0.0, torch.where(column <= midline, 1.0, -1.0))
+    return sides.to(input_ids.device)
+
+
+def side_difference(hidden: torch.Tensor, sides: torch.Tensor) -> torch.Tensor:
+    """Mean of ``hidden`` (batch, seq, dim) over the left positions (sides == 1) minus over the right (-1)."""
+    left, right = (sides == 1).to(hidden.dtype), (sides == -1).to(hidden.dtype)
+    if bool((left.sum(1) == 0).any() or (right.sum(1) == 0).any()):
+        raise ValueError("the side readout needs left and right image-feature tokens in every row")
+    mean_left = (hidden * left[..., None]).sum(1) / left.sum(1, keepdim=True)
+    mean_right = (hidden * right[..., None]).sum(1) / right.sum(1, keepdim=True)
+    return mean_left - mean_right
+
+
 def point_loss(ctr_pred: torch.Tensor, ctr: torch.Tensor, ctr_scale: float = 1.0) -> torch.Tensor:
     """L_point (paper Eqs. 6-7): mean over rows and both outputs of (ctr_pred - ctr_scale * ctr)^2.
 
@@ -192,7 +246,7 @@ class RewardOutput(ModelOutput):
 
 
 class RewardModel(nn.Module):
-    """LLaVA-NeXT backbone + classification head (left/right better) + CTR regression head."""
+    """LLaVA-NeXT backbone + classification head (left/right better) + CTR regression head on a readout."""
 
     def __init__(
         self,
@@ -201,8 +255,11 @@ class RewardModel(nn.Module):
         cls_weight: float = 1.0,
         point_weight: float = 0.5,
         ctr_scale: float = 1.0,
+        readout: str = "last_token",
     ) -> None:
         super().__init__()
+        if readout not in READOUTS:
+            raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
         if cls_weight < 0 or point_weight < 0 or ctr_scale <= 0:
             raise ValueError(
                 f"need cls_weight >= 0, point_weight >= 0, ctr_scale > 0; got {cls_weight}, {point_weight}, "
@@ -212,19 +269,26 @@ class RewardModel(nn.Module):
         self.cls_weight = float(cls_weight)
         self.point_weight = float(point_weight)
         self.ctr_scale = float(ctr_scale)
+        self.readout = readout
         hidden = backbone.config.text_config.hidden_size
+        width = hidden if readout == "last_token" else 3 * hidden
         dtype = next(backbone.parameters()).dtype
-        self.cls_head = nn.Linear(hidden, 2, dtype=dtype)
-        self.ctr_head = nn.Linear(hidden, 2, dtype=dtype)
+        self.cls_head = nn.Linear(width, 2, dtype=dtype)
+        self.ctr_head = nn.Linear(width, 2, dtype=dtype)
         std = getattr(backbone.config.text_config, "initializer_range", 0.02)
         for head in (self.cls_head, self.ctr_head):
             nn.init.normal_(head.weight, std=std)
             nn.init.zeros_(head.bias)
 
     @property
-    def settings(self) -> dict[str, float]:
-        """The loss settings saved beside the heads."""
-        return {"cls_weight": self.cls_weight, "point_weight": self.point_weight, "ctr_scale": self.ctr_scale}
+    def settings(self) -> dict[str, float | str]:
+        """The loss and readout settings saved beside the heads."""
+        return {
+            "cls_weight": self.cls_weight,
+            "point_weight": self.point_weight,
+            "ctr_scale": self.ctr_scale,
+            "readout": self.readout,
+        }
 
     def activation_checkpointing_enable(self, **kwargs: Any) -> None:
         """Checkpoint the backbone's layers (HF Trainer calls this for ``activation_checkpointing=True``)."""
@@ -237,7 +301,8 @@ class RewardModel(nn.Module):
         pixel_values: torch.Tensor | None = None,
         image_sizes: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Final-layer hidden state of each row's last non-pad token, shape (batch, hidden)."""
+        """The heads' input: the last non-pad token's final hidden state h (batch, hidden), or for the side
+        readout concat(h, d, h * d) (batch, 3 * hidden)."""
         hidden = self.backbone.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -247,7 +312,13 @@ class RewardModel(nn.Module):
             use_cache=False,
         ).last_hidden_state
         rows = torch.arange(hidden.shape[0], device=hidden.device)
-        return hidden[rows, last_token_index(attention_mask)]
+        last = hidden[rows, last_token_index(attention_mask)]
+        if self.readout == "last_token":
+            return last
+        if image_sizes is None:
+            raise ValueError("the side readout needs the images' sizes (image_sizes)")
+        difference = side_difference(hidden, image_sides(self.backbone, input_ids, image_sizes))
+        return torch.cat((last, difference, last * difference), dim=-1)
 
     def loss(
         self, logits: torch.Tensor, ctr_pred: torch.Tensor, labels: torch.Tensor, ctr: torch.Tensor | None

@@ -12,12 +12,13 @@ places it: the pairs stage puts the better creative left in a seeded random half
 ``reward.both_orders`` also shows every pair swapped (label and CTRs follow) IN THE SAME BATCH
 (``train.reward.per_device_batch_size`` counts pairs); ``train.reward.head_learning_rate`` gives the
 output heads their own rate (null: the backbone's); ``reward.zero_init_heads`` starts the heads at zero
-instead of the model's normal initialisation.
+instead of the model's normal initialisation; ``reward.readout`` picks what the heads read (the paper's
+``last_token`` or the tiny-scale ``side``).
 
 ``reward.kind``:
 - ``generative``: the plain LLaVA-NeXT learns to answer "left" or "right" (LM loss on the answer), rows
   (a) and (b) of the ablation; saved as a LLaVA-NeXT checkpoint;
-- ``classifier``: ``RewardModel`` (last-token pooling, classification and CTR heads), loss
+- ``classifier``: ``RewardModel`` (``reward.readout`` pooling, classification and CTR heads), loss
   lambda1 * CE + lambda2 * point loss from ``reward.loss``; rows (c)-(f); saved with ``save_reward_model``.
 
 The VAM / CG4CTR baselines train with ``caig baseline-train`` (caig/reward/baselines.py).
@@ -48,6 +49,7 @@ from caig.pretrain.products import Product, read_catalog
 from caig.pretrain.train import model_dtype, text_hidden_size
 from caig.reward.model import (
     LEFT,
+    READOUTS,
     RIGHT,
     RewardModel,
     concat_pair,
@@ -278,6 +280,14 @@ class RewardTrainer(Trainer):
         return self.optimizer
 
 
+def readout_of(cfg: DictConfig) -> str:
+    """``reward.readout``, checked: the paper's ``last_token`` or the tiny-scale ``side`` (see RewardModel)."""
+    readout = cfg.reward.get("readout", "last_token")
+    if readout not in READOUTS:
+        raise ConfigError(f"reward.readout is {readout!r}; expected one of {', '.join(READOUTS)}")
+    return str(readout)
+
+
 def build_model(variant: Variant, base: Path, cfg: DictConfig) -> tuple[torch.nn.Module, LlavaNextProcessor]:
     """The model the variant trains: the plain backbone (generative) or RewardModel (classifier)."""
     backbone, processor = load_llava(base, dtype=model_dtype(cfg))
@@ -288,6 +298,7 @@ def build_model(variant: Variant, base: Path, cfg: DictConfig) -> tuple[torch.nn
         cls_weight=variant.cls_weight,
         point_weight=variant.point_weight,
         ctr_scale=variant.ctr_scale,
+        readout=readout_of(cfg),
     )
     if bool(cfg.reward.zero_init_heads):
         for head in (model.cls_head, model.ctr_head):

@@ -26,7 +26,7 @@ from caig.reward import (
     score_pairs,
     score_pairs_generative,
 )
-from caig.reward.model import last_token_index, open_image, point_loss
+from caig.reward.model import image_sides, last_token_index, open_image, point_loss, side_difference
 from caig.reward.scoring import score_pairs_by_order, score_pairs_generative_by_order
 
 TINY = yaml.safe_load((Path(__file__).resolve().parents[2] / "config" / "model" / "tiny.yaml").read_text())
@@ -137,6 +137,63 @@ def test_pooling_under_padding_equals_unpadded(reward_model, backbone, side):
     lengths = batch["attention_mask"].sum(1)
     assert len(set(lengths.tolist())) == 3  # rows really have different lengths
     torch.testing.assert_close(padded, torch.cat(single), atol=1e-5, rtol=1e-5)
+
+
+def test_side_positions_are_the_high_res_halves_and_swap_with_the_tiles(backbone):
+    model, processor = backbone
+    lefts, rights = _images(21, 3), _images(22, 3)
+    forward = encode_rm_inputs(processor, [concat_pair(a, b, SIZE) for a, b in zip(lefts, rights)], _prompts())
+    swapped = encode_rm_inputs(processor, [concat_pair(b, a, SIZE) for a, b in zip(lefts, rights)], _prompts())
+    sides = image_sides(model, forward["input_ids"], forward["image_sizes"])
+    patches = model.config.vision_config.image_size // model.config.vision_config.patch_size
+    # the 1x2 high-res grid: per side, half of 2 * patches^2 features; base features and newlines are neither
+    assert (sides == 1).sum(1).tolist() == (sides == -1).sum(1).tolist() == [patches * patches] * 3
+    assert torch.all(sides[forward["input_ids"] != model.config.image_token_id] == 0)
+    with torch.no_grad():  # the image features as they enter the language model (its layer-0 input)
+        embedded = [
+            model.model(**batch, output_hidden_states=True, use_cache=False).hidden_states[0]
+            for batch in (forward, swapped)
+        ]
+    difference = side_difference(embedded[0], sides)
+    swapped_difference = side_difference(
+        embedded[1], image_sides(model, swapped["input_ids"], swapped["image_sizes"])
+    )
+    assert difference.abs().min() > 0
+    torch.testing.assert_close(swapped_difference, -difference, atol=1e-6, rtol=0)
+
+
+def test_last_token_readout_is_the_last_real_tokens_final_state(backbone):
+    torch.manual_seed(0)
+    last_token, side = RewardModel(backbone[0]), RewardModel(backbone[0], readout="side")
+    pairs = [concat_pair(a, b, SIZE) for a, b in zip(_images(23, 3), _images(24, 3))]
+    batch = encode_rm_inputs(backbone[1], pairs, _prompts(), padding_side="left")
+    hidden_size = backbone[0].config.text_config.hidden_size
+    with torch.no_grad():
+        states = backbone[0].model(**batch, use_cache=False).last_hidden_state
+        expected = states[torch.arange(3), last_token_index(batch["attention_mask"])]
+        pooled, pooled_side = last_token.pooled_hidden(**batch), side.pooled_hidden(**batch)
+    torch.testing.assert_close(pooled, expected, atol=1e-5, rtol=1e-5)
+    assert pooled_side.shape == (3, 3 * hidden_size) and side.cls_head.in_features == 3 * hidden_size
+    torch.testing.assert_close(pooled_side[:, :hidden_size], pooled)
+    difference = pooled_side[:, hidden_size : 2 * hidden_size]
+    torch.testing.assert_close(pooled_side[:, 2 * hidden_size :], pooled * difference)
+
+
+def test_side_readout_under_padding_equals_unpadded(backbone):
+    model = RewardModel(backbone[0], readout="side").eval()
+    pairs = [concat_pair(a, b, SIZE) for a, b in zip(_images(25, 3), _images(26, 3))]
+    with torch.no_grad():
+        single = [
+            model.pooled_hidden(**encode_rm_inputs(backbone[1], [pair], [prompt]))
+            for pair, prompt in zip(pairs, _prompts())
+        ]
+        padded = model.pooled_hidden(**encode_rm_inputs(backbone[1], pairs, _prompts(), padding_side="left"))
+    torch.testing.assert_close(padded, torch.cat(single), atol=1e-5, rtol=1e-5)
+
+
+def test_unknown_readout_is_rejected(backbone):
+    with pytest.raises(ValueError, match="readout"):
+        RewardModel(backbone[0], readout="mean")
 
 
 # ------------------------------------------------------------------------------------------- loss
@@ -278,6 +335,18 @@ def test_answer_labels_mark_exactly_the_answer_tokens(backbone):
 
 
 # ------------------------------------------------------------------------------------------- save/load
+def test_side_readout_survives_save_and_load(backbone, tmp_path):
+    torch.manual_seed(0)
+    model = RewardModel(backbone[0], readout="side").eval()
+    reloaded, processor = load_reward_model(save_reward_model(model, backbone[1], tmp_path / "rm"))
+    assert reloaded.readout == "side" and reloaded.settings == model.settings
+    lefts, rights, prompts = _images(27, 2), _images(28, 2), _prompts()[:2]
+    np.testing.assert_array_equal(
+        score_pairs(reloaded, processor, lefts, rights, prompts, pair_size=SIZE),
+        score_pairs(model, backbone[1], lefts, rights, prompts, pair_size=SIZE),
+    )
+
+
 def test_reward_model_save_load_round_trip(reward_model, backbone, tmp_path):
     out = save_reward_model(reward_model, backbone[1], tmp_path / "rm")
     reloaded, processor = load_reward_model(out)

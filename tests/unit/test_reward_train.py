@@ -67,9 +67,9 @@ def test_the_paper_preset_trains_the_papers_recipe():
     assert stage_settings(moved, "reward").learning_rate == 1e-5  # one rate: they cannot drift apart
 
 
-def test_the_tiny_preset_trains_both_orders_with_zero_init_heads_and_one_rate():
-    tiny = compose(["reward=f_full"]).reward  # the tiny preset's measured deviations: config/preset/tiny.yaml
-    assert tiny.both_orders and tiny.zero_init_heads
+def test_the_tiny_preset_trains_the_side_readout_in_one_order_with_normal_init_heads_and_one_rate():
+    tiny = compose(["reward=f_full"]).reward  # the tiny preset's measured deviation: config/preset/tiny.yaml
+    assert tiny.readout == "side" and not tiny.both_orders and not tiny.zero_init_heads
     assert (tiny.loss.cls_weight, tiny.loss.point_weight, tiny.loss.ctr_scale) == (1.0, 0.5, 1.0)
     assert stage_settings(compose([]), "reward").head_learning_rate is None
 
@@ -197,6 +197,19 @@ def test_one_learning_rate_unless_the_heads_get_their_own(tiny):
     groups = head_parameter_groups(reward, 1e-3, None)
     assert [g["lr"] for g in groups] == [1e-3, 1e-3]
     assert sum(len(g["params"]) for g in groups) == len(list(reward.parameters()))
+
+
+def test_the_readout_setting_reaches_the_model_and_is_checked(tiny, tmp_path):
+    base = save_pretrained_model(*tiny, tmp_path / "base")
+    assert compose(["preset=paper", "reward=f_full"]).reward.readout == "last_token"
+    hidden = tiny[0].config.text_config.hidden_size
+    for readout, width in (("last_token", hidden), ("side", 3 * hidden)):
+        cfg = compose(["reward=f_full", f"reward.readout={readout}"])
+        model, _ = build_model(variant_of(cfg), base, cfg)
+        assert model.readout == readout and model.cls_head.in_features == model.ctr_head.in_features == width
+    cfg = compose(["reward=f_full", "reward.readout=mean"])
+    with pytest.raises(ConfigError, match="reward.readout is 'mean'; expected one of last_token, side"):
+        build_model(variant_of(cfg), base, cfg)
 
 
 @pytest.mark.parametrize("zero_init", [False, True])
