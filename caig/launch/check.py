@@ -7,6 +7,7 @@ on a fresh allocation (``srun -p gpu --gpus 8 caig launch --check``) before a lo
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import torch
@@ -30,7 +31,10 @@ def main() -> int:
             "all_reduce_sum": int(value.item()),
             "expected": expected,
         }
-        print(json.dumps(report), flush=True)
+        # One write of the whole line: ranks share the job's stdout, and print() writes the text and its
+        # newline separately, so two ranks' lines could run together.
+        sys.stdout.flush()
+        os.write(sys.stdout.fileno(), (json.dumps(report) + "\n").encode())
     return 0 if report["all_reduce_sum"] == expected else 1
 
 

@@ -1,6 +1,7 @@
 """One interface to any trained pair judge: the CAIG reward model (LLaVA-NeXT + heads) or a baseline ranker
-(VAM-style CNN, CG4CTR-style fusion). The preference stage's judge and the match-rate RM win rate call it, so
-a method can be driven by any of them (the paper's online comparison: the loop with the VAM or CG4CTR RM).
+(VAM, a ResNet visual ranker; CG4CTR, an image + title fusion ranker). The preference stage's judge and the
+match-rate RM win rate call it, so a method can be driven by any of them (the paper's online comparison: the
+loop with the VAM or CG4CTR RM).
 """
 
 from __future__ import annotations
