@@ -44,13 +44,7 @@ def make_product(product_id: str = "p", seed: int = 0) -> ProductInput:
     return ProductInput(product_id, Image.fromarray(pixels, "RGBA"), "a product")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models gain nothing from intra-op threads, and on a busy machine spinning threads cost 10x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -18,13 +18,7 @@ from caig.reward.baselines import build_ranker, ranker_settings, save_ranker
 from caig.reward.judging import PairJudge
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny matrices: one thread is fastest, and two spin-waiting threads on a busy 2-core box are far slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _ads(n: int) -> pl.DataFrame:

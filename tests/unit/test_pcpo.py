@@ -100,13 +100,7 @@ def test_mismatch_plan_follows_weights_and_mode():
 
 
 # ---------------------------------------------------------------------------------------------- trainer
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny matrices: one thread is fastest, and two spin-waiting threads on a busy 2-core box are ~20x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 TITLES = ("Red Lipstick 3g", "Oak Drawer Cabinet", "Yoga Mat 6mm", "Smart Speaker 20W")

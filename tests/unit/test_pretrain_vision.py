@@ -58,13 +58,7 @@ SMALL = {
 TEST_FRACTION, SPLIT_SEED = 0.3, 0
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny matrices: one thread is fastest; two spin-waiting threads on a busy 2-core box are far slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_settings(**changes: float) -> VisionPretrainSettings:

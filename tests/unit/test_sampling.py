@@ -26,13 +26,7 @@ from caig.models import build_llava
 from caig.preference.render import render_candidates
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny matrices: one thread is fastest, and two spin-waiting threads on a busy 2-core box are far slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _product(i: int) -> ProductInput:
