@@ -17,9 +17,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from caig.config import compose
 from caig.errors import CaigError
-from caig.logs import get_logger
+from caig.logs import get_logger, quiet_library_bars
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "sim": ("caig.sim.cli", "generate the synthetic click world (catalog, creatives, click log)"),
@@ -41,6 +40,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain-data": ("caig.pretrain.build", "build the e-commerce pre-training records (three task families)"),
     "vision-pretrain": ("caig.pretrain.vision", "pre-train the tiny vision tower on rendered ads and their descriptions (CLIP in miniature)"),
     "pretrain-report": ("caig.report.pretrain", "loss curves of the pre-training steps and the vision tower's probes (figure)"),
+    "training-curves": ("caig.report.curves", "loss curves of the RM variants, baselines and preference epochs from their TensorBoard event files (figure)"),
     "pretrain": ("caig.pretrain.train", "e-commerce knowledge pre-training of LLaVA-NeXT (HF Trainer + DeepSpeed)"),
     "reward-train": ("caig.reward.train", "train one reward-model variant (HF Trainer + DeepSpeed)"),
     "reward-eval": ("caig.reward.eval", "pair accuracy of a reward-model variant or baseline, with a bootstrap CI"),
@@ -74,6 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or argv[0] not in COMMANDS:
         build_parser().parse_args(argv)  # prints usage / unknown-command error and exits
     name, rest = argv[0], argv[1:]
+    quiet_library_bars()  # before the command imports transformers
     module = importlib.import_module(COMMANDS[name][0])
     if name == "launch":  # forwards a whole command line (after --) untouched, and composes no config
         return module.main(rest)
@@ -81,6 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     module.configure(parser)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. preset=paper data.pairs.seed=1")
     args = parser.parse_intermixed_args(rest)
+    from caig.config import compose  # Hydra: only once a command runs, so `caig --help` stays fast
+
     log = get_logger(name)
     try:
         overrides = [*getattr(module, "overrides", lambda a: [])(args), *args.overrides]

@@ -10,6 +10,9 @@
   ``<output>.ckpt`` of ``caig.launch.preemption``.
 - ``run_training(trainer, output, save)``: train (resuming from the newest checkpoint), save the final
   output atomically on the main rank (ZeRO-3 parameters gathered first), drop the checkpoints.
+- ``report_to(cfg)``, ``send_events(trainer, output, fresh=)``, ``ScalarLog``: training curves. HF trainers send
+  their logged metrics to ``train.report_to`` (TensorBoard by default, event files in
+  ``caig.logs.event_dir(output)``); hand-written loops write the same folder through ``ScalarLog``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import copy
 import json
 import math
 import os
+import shutil
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,12 +36,13 @@ from caig.config import REPO_ROOT
 from caig.errors import ConfigError
 from caig.launch.dist import current, init_distributed
 from caig.launch.preemption import PreemptionCallback, checkpoint_dir, finish, last_checkpoint
-from caig.logs import get_logger
+from caig.logs import event_dir, get_logger
 
 DEEPSPEED_DIR = REPO_ROOT / "config" / "deepspeed"
 PRECISIONS = ("fp32", "bf16", "fp16")
 SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup")
 AUTO = "auto"
+REPORTERS = ("tensorboard", "wandb", "mlflow")  # HF Trainer integrations train.report_to may name
 
 log = get_logger("train")
 
@@ -292,7 +297,7 @@ def trainer_arguments(
         "activation_checkpointing": bool(harness_setting(cfg, "activation_checkpointing")),
         "ddp_find_unused_parameters": False,  # every trained parameter is used; the search costs a graph walk
         "remove_unused_columns": False,
-        "report_to": "none",
+        "report_to": report_to(cfg),
         "disable_tqdm": True,
     }
 
@@ -314,6 +319,76 @@ def training_arguments(
         save_strategy="steps",
         save_steps=int(harness_setting(cfg, "save_steps")),
     )
+
+
+# ---------------------------------------------------------------------------------------------- curves
+def report_to(cfg: DictConfig | Mapping[str, Any]) -> list[str]:
+    """``train.report_to`` as a list: where training jobs send their curves (a name of ``REPORTERS``, a list of
+    them, or "none"); ConfigError for anything else."""
+    value = harness_setting(cfg, "report_to")
+    value = OmegaConf.to_container(value) if OmegaConf.is_list(value) else value
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        raise ConfigError(f"train.report_to={value!r} (expected one of {REPORTERS}, a list of them, or 'none')")
+    if names == ["none"]:
+        return []
+    unknown = [name for name in names if name not in REPORTERS]
+    if unknown:
+        raise ConfigError(
+            f"train.report_to={value!r}: {unknown[0]!r} is not supported (expected one of {REPORTERS}, "
+            "a list of them, or 'none')"
+        )
+    return names
+
+
+def _start_event_dir(output: str | Path, *, fresh: bool) -> Path:
+    """The event folder of ``output``; a fresh start (nothing to resume) drops the curves of an earlier run."""
+    folder = event_dir(output)
+    if fresh and current().is_main:
+        shutil.rmtree(folder, ignore_errors=True)
+    return folder
+
+
+def send_events(trainer: Trainer, output: str | Path, *, fresh: bool) -> None:
+    """Point the trainer's TensorBoard writer (if ``report_to`` has one) at ``event_dir(output)``.
+
+    ``fresh``: training starts from scratch, so event files of an earlier run there are removed; a resumed run
+    adds its own file beside those of the attempt it resumes.
+    """
+    from transformers.integrations import TensorBoardCallback
+
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, TensorBoardCallback):
+            callback.logging_dir = str(_start_event_dir(output, fresh=fresh))
+
+
+class ScalarLog:
+    """TensorBoard scalars of a hand-written training loop, in ``event_dir(output)``: written on the main rank
+    when ``train.report_to`` names tensorboard, nothing otherwise (wandb and mlflow are HF Trainer's only)."""
+
+    def __init__(self, cfg: DictConfig | Mapping[str, Any], output: str | Path, *, fresh: bool) -> None:
+        self.writer = None
+        if "tensorboard" in report_to(cfg) and current().is_main:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(log_dir=str(_start_event_dir(output, fresh=fresh)))
+
+    def add(self, step: int, values: Mapping[str, float]) -> None:
+        """Record ``values`` (tag -> number, e.g. ``train/loss``) at ``step``."""
+        if self.writer is not None:
+            for tag, value in values.items():
+                self.writer.add_scalar(tag, float(value), step)
+            self.writer.flush()  # a killed job keeps its curve up to here
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+    def __enter__(self) -> ScalarLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 # ---------------------------------------------------------------------------------------------- running
@@ -343,13 +418,15 @@ def run_training(trainer: Trainer, output: str | Path, save: Callable[[Path], No
 
     ``save(path)`` runs on the main rank only and must write ``path`` atomically (``caig.io.atomic_path``
     or the models' savers, which are). A preemption signal ends the process after a checkpoint
-    (``caig.launch.preemption.Preempted``); the rerun resumes from it. Returns the Trainer's metrics.
+    (``caig.launch.preemption.Preempted``); the rerun resumes from it. TensorBoard curves go to
+    ``caig.logs.event_dir(output)`` (see ``send_events``). Returns the Trainer's metrics.
     """
     output = Path(output)
     trainer.add_callback(PreemptionCallback())
     resume = last_checkpoint(output)
     if resume is not None:
         log.info("resuming from %s", resume)
+    send_events(trainer, output, fresh=resume is None)
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     model = trainer.model
     with gathered_parameters(model):

@@ -54,12 +54,12 @@ def tiny_run(tmp_path_factory) -> Path:
     """``results/tiny`` of a finished tiny `all` in a scratch working directory (its parents[1]); one run per
     test session, read by the integration tests and compared with the Slurm run by the cluster tests."""
     reuse = os.environ.get("CAIG_TEST_TINY_RUN")
-    if reuse:  # a developer's finished run (a working directory like snakemake_workdir's): no 12-minute wait
+    if reuse:  # a developer's finished run (a working directory like snakemake_workdir's): no half-hour wait
         workdir = Path(reuse).resolve()
         if not (workdir / "results" / "tiny").is_dir():
             pytest.fail(f"CAIG_TEST_TINY_RUN={reuse} holds no results/tiny of a finished tiny `all`")
         return workdir / "results" / "tiny"
     workdir = snakemake_workdir(tmp_path_factory.mktemp("tiny"))
-    result = run_snakemake(workdir, "--cores", "2", "all", timeout=1800)
+    result = run_snakemake(workdir, "--cores", "2", "all", timeout=3000)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
     return workdir / "results" / "tiny"

@@ -21,7 +21,6 @@ from typing import TypeVar
 import polars as pl
 from omegaconf import DictConfig
 from PIL import Image
-from tqdm import tqdm
 
 from caig import io
 from caig.data.schema import (
@@ -37,7 +36,7 @@ from caig.data.schema import (
     Reason,
 )
 from caig.errors import ConfigError, InputError
-from caig.logs import get_logger
+from caig.logs import get_logger, progress
 
 log = get_logger("ingest")
 
@@ -379,7 +378,7 @@ class ImageChecker:
             return
         with (
             ThreadPoolExecutor(self.workers) as pool,
-            tqdm(total=len(todo), desc=f"checking {label} images", unit="img", mininterval=5) as bar,
+            progress(total=len(todo), desc=f"checking {label} images", unit="img") as bar,
         ):
             for start in range(0, len(todo), _IMAGE_BATCH):
                 batch = todo[start : start + _IMAGE_BATCH]

@@ -33,6 +33,7 @@ real traffic, and the screening from the annotators' labels of ``caig evaluate-m
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import zlib
 from collections.abc import Callable, Mapping, Sequence
@@ -418,6 +419,7 @@ class Bucket:
     ctr: np.ndarray
     match: np.ndarray
     descriptions: list[list[str]]
+    epoch: int | None = None  # the preference epoch of the evaluated model (None: unknown)
 
 
 def ads_table_path(path: Path) -> Path:
@@ -496,6 +498,18 @@ def ads_by_product(
     return out
 
 
+def evaluation_epoch(path: Path) -> int | None:
+    """The preference epoch an evaluation folder's metrics.json records (None for an ads table alone)."""
+    metrics = path / "metrics.json"
+    if not metrics.is_file():
+        return None
+    try:
+        epoch = json.loads(metrics.read_text()).get("epoch")
+    except (OSError, json.JSONDecodeError, AttributeError) as err:
+        raise InputError(f"cannot read the evaluation's metrics ({err})", file=metrics) from err
+    return None if epoch is None else int(epoch)
+
+
 def load_buckets(
     sources: Mapping[str, Path], catalog: pl.DataFrame, sim: Any, per_product: int
 ) -> tuple[list[str], list[str], list[Bucket]]:
@@ -530,7 +544,10 @@ def load_buckets(
     for i, (name, layout) in enumerate(layouts.items()):
         part = slice(i * size, (i + 1) * size)
         match = np.array([label == "available" for label in labels[part]]).reshape(shape)
-        buckets.append(Bucket(name, Path(sources[name]), np.asarray(ctr[part]).reshape(shape), match, layout))
+        source = Path(sources[name])
+        buckets.append(
+            Bucket(name, source, np.asarray(ctr[part]).reshape(shape), match, layout, evaluation_epoch(source))
+        )
     return product_ids, [categories[pid] for pid in product_ids], buckets
 
 
@@ -646,6 +663,7 @@ def run_experiment(
         shown = int(s.impressions.sum())
         return {
             "source": str(bucket.source),
+            "epoch": bucket.epoch,
             "impressions": shown,
             "clicks": int(s.clicks.sum()),
             "ctr": per_impression(s.clicks.sum(), shown),
@@ -665,6 +683,15 @@ def run_experiment(
             "treatment": a,
             "baseline": b,
             "products": products,
+            # at the main budget, with the main interval (a paired bootstrap: the same products, and within a
+            # product the same bucket traffic, for both methods), overall and per category
+            "lift": {
+                group: {
+                    **lift_record(compare(served[a], served[b], main, a, b, group, settings.interval)),
+                    "products": int(common(a, b, group).sum()),
+                }
+                for group in groups
+            },
             "impressions_per_product": needed,
             "impressions_per_bucket": per_bucket,
             "impressions_total": None if per_bucket is None else 2 * per_bucket,

@@ -26,7 +26,6 @@ import polars as pl
 import torch
 from omegaconf import DictConfig
 from PIL import Image
-from tqdm import tqdm
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from caig.errors import ConfigError, InputError
@@ -34,6 +33,7 @@ from caig.generate.products import ProductInput
 from caig.instruct import PM_INSTRUCTIONS, f_instruct
 from caig.io import write_json, write_parquet
 from caig.logs import get_logger
+from caig.logs import progress as progress_bar
 from caig.preference.products import load_product_images
 from caig.reward.model import chat_text, to_rgb
 
@@ -166,7 +166,7 @@ def generate_descriptions(
     texts = [chat_text(processor, prompt) for prompt in prompts]
     out: list[str] = []
     starts = range(0, len(texts), batch_size)
-    for start in tqdm(starts, desc="sampling", unit="batch", disable=not progress):
+    for start in progress_bar(starts, desc="sampling", unit="batch", disable=not progress):
         part = slice(start, start + batch_size)
         batch = processor(
             images=list(images[part]),

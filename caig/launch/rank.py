@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import runpy
 import signal
+import socket
 import sys
 
 from submitit.helpers import TorchDistributedEnvironment
@@ -37,11 +38,12 @@ def main(argv: list[str]) -> None:
         for key in ("MASTER_ADDR", "MASTER_PORT"):
             os.environ.pop(key, None)
     init_distributed(store=store)
-    get_logger("launch").info(
-        "rank %d/%d (local %d) master %s:%s",
+    get_logger("launch").info(  # the host names which node each rank runs on, when a node misbehaves
+        "rank %d/%d (local %d) on %s, master %s:%s",
         dist_env.rank,
         dist_env.world_size,
         dist_env.local_rank,
+        socket.gethostname(),
         dist_env.master_addr,
         os.environ.get("MASTER_PORT", "-"),
     )

@@ -21,13 +21,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 from omegaconf import DictConfig
-from tqdm import tqdm
 
 from caig.errors import ConfigError, InputError
 from caig.generate.backends import BackgroundGenerator, make_generator
 from caig.generate.products import ProductInput
 from caig.io import write_parquet
-from caig.logs import get_logger
+from caig.logs import get_logger, progress
 
 log = get_logger("render")
 
@@ -101,7 +100,7 @@ def render_candidates(
     if len(seeds) != len(rows):
         raise ValueError(f"{len(rows)} candidates but {len(seeds)} seeds")
     names = [f"{IMAGES_DIR}/{image_name(row['product_id'], row['candidate'])}" for row in rows]
-    for start in tqdm(range(0, len(rows), chunk), desc="rendering", unit="chunk", disable=len(rows) <= chunk):
+    for start in progress(range(0, len(rows), chunk), desc="rendering", unit="chunk"):
         part = rows[start : start + chunk]
         images = generator.generate(
             [products[row["product_id"]] for row in part],

@@ -179,7 +179,7 @@ def train_epoch(
     from caig.generate.sampling import load_products
     from caig.models import load_llava, save_pretrained_model
 
-    from caig.training import start
+    from caig.training import send_events, start
 
     start(cfg)  # the launcher's process group, the seed, train.torch_threads CPU threads
     world = current()
@@ -198,6 +198,7 @@ def train_epoch(
     resume = last_checkpoint(out)
     if resume is not None:
         log.info("resuming from %s", resume)
+    send_events(trainer, out, fresh=resume is None)  # curves in <out>.tensorboard/
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     adapter_tmp = checkpoint_dir(out) / "adapter-final"
     trainer.save_model(str(adapter_tmp))  # gathers ZeRO-3 shards; saves the adapter only

@@ -225,6 +225,11 @@ def _description_rows(path: Path) -> Iterable[tuple[int, Any]]:
             )
         yield from enumerate(table.iter_rows(named=True), start=1)
         return
+    yield from json_lines(path)
+
+
+def json_lines(path: Path) -> Iterable[tuple[int, Any]]:
+    """(line number, parsed object) of each non-blank line of a JSON-lines file; InputError naming the line."""
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
@@ -427,20 +432,11 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
             "pre-training data not found", file=path, expected="a JSONL file (docs/pretrain-data.md)"
         )
     records = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                raw = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise InputError(
-                    f"not JSON: {err.msg}", file=path, row=number, expected="one object per line"
-                ) from err
-            record = validate_record(raw, file=path, row=number)
-            if record["image"] and not Path(record["image"]).is_absolute():
-                record["image"] = str((path.parent / record["image"]).resolve())
-            records.append(record)
+    for number, raw in json_lines(path):
+        record = validate_record(raw, file=path, row=number)
+        if record["image"] and not Path(record["image"]).is_absolute():
+            record["image"] = str((path.parent / record["image"]).resolve())
+        records.append(record)
     if not records:
         raise InputError("no records", file=path, expected="at least one JSON line")
     return records

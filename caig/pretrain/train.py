@@ -21,6 +21,7 @@ from transformers import Trainer
 
 from caig.errors import InputError
 from caig.io import write_json
+from caig.launch.dist import current
 from caig.logs import get_logger
 from caig.models import load_llava, save_pretrained_model
 from caig.pretrain.data import read_records, task_counts
@@ -75,6 +76,6 @@ def run(args: argparse.Namespace, cfg: DictConfig) -> None:
         {"step": entry["step"], "loss": entry["loss"]} for entry in trainer.state.log_history if "loss" in entry
     ]
     metrics["wall_seconds"] = time.perf_counter() - began
-    if args.metrics is not None:
+    if args.metrics is not None and current().is_main:  # each rank has its own loss; rank 0's is the run's
         write_json(metrics, args.metrics)
     log.info("wrote %s (loss %.4f, %d steps)", args.out, metrics["final_loss"], metrics["global_step"])

@@ -8,10 +8,11 @@ stage 1 leaves it out) over backgrounds drawn uniformly from the world's descrip
 uniform over its phrases and "not said"), with the renderer the preference stage uses (``generate.backend``;
 never the oracle), and trains the vision tower and the multimodal projector to predict which tokens each
 ad's description holds: a multi-hot target, binary cross-entropy, through a small head on the flattened
-projector output of the ad's tile (the features the language model reads). The head is dropped afterwards.
+projector output of the ad's tile (the features the language model reads).
 
 The output is the input model with the trained tower and projector, in init-model's layout, so stage 1 and
-the reward model load it unchanged. The metrics file holds the loss curve and linear-probe accuracies of the
+the reward model load it unchanged; the description head is saved beside it (caig.models.description), for the
+tiny reward model's ``side_desc`` readout. The metrics file holds the loss curve and linear-probe accuracies of the
 background slots, before and after training, on ads of training products the tower never saw (the probes
 read the slots the ads were rendered from, never the oracle). ``model.vision_pretrain`` holds the settings;
 the paper preset turns the step off, since its CLIP tower is pre-trained already.
@@ -32,19 +33,19 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 from torch import nn
-from tqdm import tqdm
 from transformers import LlavaNextForConditionalGeneration, get_cosine_schedule_with_warmup
 
 from caig.data.pairs import PairConfig
 from caig.errors import ConfigError, InputError
 from caig.generate.backends import BackgroundGenerator, make_generator
 from caig.generate.products import ProductInput, load_catalog_products
-from caig.io import write_json
-from caig.logs import get_logger
-from caig.models import load_llava, save_pretrained_model
+from caig.io import atomic_path, write_json
+from caig.logs import get_logger, progress
+from caig.models import load_llava
+from caig.models.description import DescriptionHead, save_description_head, tile_features
 from caig.pretrain.data import held_out_products
 from caig.sim.vocabulary import SCALES, SCENES, SLOT_KEYS, SLOTS, Background
-from caig.training import configure_threads
+from caig.training import ScalarLog, configure_threads
 
 log = get_logger("vision-pretrain")
 
@@ -201,7 +202,7 @@ def render_ads(
     seeds = rng.integers(2**62, size=n)
     texts = [bg.text() for bg in backgrounds]
     pixels = np.empty((n, tile, tile, 3), dtype=np.uint8)
-    for lo in tqdm(range(0, n, RENDER_CHUNK), desc=desc, unit="chunk", leave=False):
+    for lo in progress(range(0, n, RENDER_CHUNK), desc=desc, unit="chunk", leave=False):
         hi = min(n, lo + RENDER_CHUNK)
         images = generator.generate(
             [products[i] for i in chosen[lo:hi]], texts[lo:hi], [int(s) for s in seeds[lo:hi]]
@@ -219,21 +220,6 @@ def normalise(pixels: np.ndarray, mean: Sequence[float], std: Sequence[float]) -
     return (values - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
 
 
-def tile_features(model: LlavaNextForConditionalGeneration, pixel_values: torch.Tensor) -> torch.Tensor:
-    """What the language model reads of each tile: (n, patches, text hidden), the vision tower's selected
-    layer(s) and strategy through the projector, as LLaVA-NeXT computes them before tiling them together."""
-    config = model.config
-    out = model.model.vision_tower(pixel_values, output_hidden_states=True, return_dict=True)
-    layer = config.vision_feature_layer
-    if isinstance(layer, int):
-        selected = out.hidden_states[layer]
-    else:
-        selected = torch.cat([out.hidden_states[i] for i in layer], dim=-1)
-    if config.vision_feature_select_strategy == "default":
-        selected = selected[:, 1:]
-    return model.model.multi_modal_projector(selected)
-
-
 def token_targets(
     tokenizer: Any, texts: Sequence[str], vocabulary: Sequence[int] | None = None
 ) -> tuple[list[int], torch.Tensor]:
@@ -247,19 +233,6 @@ def token_targets(
     for row, tokens in enumerate(encoded):
         targets[row, [column[t] for t in tokens if t in column]] = 1.0
     return ids, targets
-
-
-class DescriptionHead(nn.Module):
-    """Flattened tile features -> hidden -> GELU -> a logit per description token (dropped after training)."""
-
-    def __init__(self, patches: int, width: int, hidden: int, tokens: int) -> None:
-        super().__init__()
-        self.net = nn.Sequential(
-            nn.Flatten(), nn.Linear(patches * width, hidden), nn.GELU(), nn.Linear(hidden, tokens)
-        )
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.net(features)
 
 
 @torch.no_grad()
@@ -301,8 +274,8 @@ def train_tower(
     order = torch.empty(0, dtype=torch.long)
     curve: list[dict[str, float]] = []
     window: list[float] = []
-    progress = tqdm(range(1, settings.steps + 1), desc="vision pre-training", unit="step")
-    for step in progress:
+    bar = progress(range(1, settings.steps + 1), desc="vision pre-training", unit="step")
+    for step in bar:
         if len(order) < settings.batch_size:
             order = torch.cat([order, torch.randperm(len(pixel_values), generator=generator)])
         batch, order = order[: settings.batch_size], order[settings.batch_size :]
@@ -316,7 +289,7 @@ def train_tower(
             curve.append(
                 {"step": step, "loss": float(np.mean(window)), "learning_rate": schedule.get_last_lr()[0]}
             )
-            progress.set_postfix(loss=f"{curve[-1]['loss']:.4f}")
+            bar.set_postfix(loss=f"{curve[-1]['loss']:.4f}")
             window = []
     model.eval()
     head.eval()
@@ -379,9 +352,9 @@ def vision_pretrain(
     test_fraction: float,
     split_seed: int,
     seed: int,
-) -> dict[str, Any]:
+) -> tuple[DescriptionHead, dict[str, Any]]:
     """Render the ads, probe the tower, train it, probe it again; ``model`` is trained in place. Returns the
-    metrics (loss curve, probes before and after, counts, timings)."""
+    trained description head and the metrics (loss curve, probes before and after, counts, timings)."""
     began = time.perf_counter()
     by_id = {p.product_id: p for p in products}
     tower_ids, probe_ids = split_products(
@@ -422,7 +395,7 @@ def vision_pretrain(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         patches, width = tile_features(model, probe_x[:1]).shape[1:]
-        head = DescriptionHead(patches, width, settings.head_hidden, len(vocabulary))
+        head = DescriptionHead(patches, width, settings.head_hidden, vocabulary)
         curve = train_tower(model, head, train_x, targets, settings, torch.Generator().manual_seed(seed))
     trained = time.perf_counter()
     features = features_of(model, probe_x)
@@ -431,7 +404,7 @@ def vision_pretrain(
     after = probe_report(features, probe_ads, fit)
     log.info("probes of the trained tower: %s (held-out loss %.4f)", _rounded(after), heldout_loss)
     model.to(original_dtype)
-    return {
+    return head, {
         "ads": settings.ads,
         "probe_ads": settings.probe_ads,
         "tower_products": len(tower_ids),
@@ -470,7 +443,7 @@ def run(args: argparse.Namespace, cfg: DictConfig) -> None:
     split = PairConfig.from_config(cfg.data.pairs)
     model, processor = load_llava(args.model)
     products = load_catalog_products(args.catalog)
-    metrics = vision_pretrain(
+    head, metrics = vision_pretrain(
         model,
         processor,
         products,
@@ -480,8 +453,14 @@ def run(args: argparse.Namespace, cfg: DictConfig) -> None:
         split_seed=split.seed,
         seed=int(cfg.seed),
     )
-    save_pretrained_model(model, processor, args.out)
+    with atomic_path(args.out) as out:
+        model.save_pretrained(out)
+        processor.save_pretrained(out)
+        save_description_head(head, out)
     write_json(metrics, args.metrics)
+    with ScalarLog(cfg, args.out, fresh=True) as curves:  # the loss curve, for TensorBoard and the report
+        for point in metrics["loss_curve"]:
+            curves.add(point["step"], {"train/loss": point["loss"], "train/learning_rate": point["learning_rate"]})
     log.info(
         "wrote %s: loss %.4f after %d steps, %.0f s",
         args.out,

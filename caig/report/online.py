@@ -5,9 +5,10 @@ Reads the ``metrics.json`` of ``caig online`` and the paper's values (``paper_va
 - ``online_lift.md``: CTR lift (%) over the control by category, one row per method, ours with its interval
   beside the paper's value; whether the ads were screened for a match before serving; then the traffic
   (impressions served, CTRs, ads screened out) and the impressions needed to separate each method from the
-  control and from each other;
+  control and from each other; then CAIG (PCPO) against DPO head to head: PCPO's lift over DPO by category with
+  the paired product-bootstrap interval;
 - ``online_lift.csv``: one row per (method, category), every category of the world, numbers only;
-- ``online_lift.tex``: the lift table (booktabs);
+- ``online_lift.tex``: the lift table and the head-to-head table (booktabs);
 - ``online_separation.png``: the lift and its interval against impressions per bucket, one line per method.
 
 Methods and category columns come from the ``online`` config (labels, order); a configured method without
@@ -35,6 +36,8 @@ PAPER_KEY = "online_ctr_lift"
 #: The metrics' lift over every held-out product (``caig.evaluate.online.ALL``).
 OVERALL = "all"
 NOT_RUN = "not run"
+#: (treatment, baseline) pairs shown head to head by category: the paper's online claim that CAIG beats DPO.
+HEAD_TO_HEAD: tuple[tuple[str, str], ...] = (("pcpo", "dpo"),)
 
 
 def read_metrics(path: str | Path) -> dict[str, Any]:
@@ -200,8 +203,8 @@ def _rate_pct(value: float | None) -> str:
 
 
 def traffic_table(metrics: Mapping[str, Any], methods: Mapping[str, str]) -> pl.DataFrame:
-    """Per bucket: ads screened out, products left without an ad, impressions, clicks, observed and expected
-    CTR, match rate of the ads and of the impressions, impressions to separate."""
+    """Per bucket: the preference epoch of its ads, ads screened out, products left without an ad, impressions,
+    clicks, observed and expected CTR, match rate of the ads and of the impressions, impressions to separate."""
     rows = []
     for name, label, data in [
         ("control", "control (epoch 0)", metrics["control"]),
@@ -211,6 +214,7 @@ def traffic_table(metrics: Mapping[str, Any], methods: Mapping[str, str]) -> pl.
         rows.append(
             {
                 "Bucket": label,
+                "Epoch": "–" if data.get("epoch") is None else str(data["epoch"]),
                 "Ads screened out": _screened_out(data, bool(metrics["screen"])),
                 "Products without an ad": _count(data["products_screened_out"]),
                 "Products compared with control": (
@@ -230,13 +234,21 @@ def traffic_table(metrics: Mapping[str, Any], methods: Mapping[str, str]) -> pl.
     return pl.DataFrame(rows)
 
 
+def _interval_cell(cell: Mapping[str, Any]) -> str:
+    """``+3.1 [-0.5, +6.8]``; a dash without a lift (no product served by both buckets)."""
+    if cell.get("lift_pct") is None:
+        return "–"
+    return f"{_pct(cell['lift_pct'])} [{_pct(cell.get('low_pct'))}, {_pct(cell.get('high_pct'))}]"
+
+
 def pairwise_table(metrics: Mapping[str, Any], methods: Mapping[str, str]) -> pl.DataFrame:
-    """Impressions per bucket to separate each pair of methods (the later-listed one as treatment)."""
+    """Each pair of methods (the later-listed one as treatment): the treatment's lift over the baseline with
+    its interval, and the impressions per bucket to separate them."""
     rows = [
         {
             "Treatment": methods.get(p["treatment"], p["treatment"]),
             "Baseline": methods.get(p["baseline"], p["baseline"]),
-            "Lift (%)": _pct(p["curve"][-1]["lift_pct"]) if p["curve"] else "–",
+            "Lift (%)": _interval_cell(p["lift"][OVERALL]),
             "Impressions to separate": _separation(p),
         }
         for p in metrics.get("pairwise_separation", [])
@@ -252,11 +264,28 @@ def pairwise_table(metrics: Mapping[str, Any], methods: Mapping[str, str]) -> pl
     )
 
 
+def head_to_head_table(
+    metrics: Mapping[str, Any], methods: Mapping[str, str], categories: Mapping[str, str]
+) -> pl.DataFrame:
+    """One row per pair of ``HEAD_TO_HEAD`` that ran: the treatment's CTR lift (%) over the baseline per
+    configured category (label -> world key), with the paired interval; empty when no such pair ran."""
+    pairs = {(p["treatment"], p["baseline"]): p for p in metrics.get("pairwise_separation", [])}
+    rows = [
+        {
+            "Comparison": f"{methods.get(a, a)} over {methods.get(b, b)}",
+            **{label: _interval_cell(pairs[(a, b)]["lift"].get(key, {})) for label, key in categories.items()},
+        }
+        for a, b in HEAD_TO_HEAD
+        if (a, b) in pairs
+    ]
+    return pl.DataFrame(rows, schema={"Comparison": pl.String, **{label: pl.String for label in categories}})
+
+
 def markdown_report(
     metrics: Mapping[str, Any],
     rows: pl.DataFrame,
     methods: Mapping[str, str],
-    categories: Sequence[str],
+    categories: Mapping[str, str],
     citation: str,
 ) -> str:
     """The whole Markdown file: setup, lift table, traffic, pairwise separation, citation."""
@@ -268,16 +297,18 @@ def markdown_report(
     updates = f" updated {metrics['rounds']} times" if metrics.get("rounds") else ""
     budgets = ", ".join(_count(b) for b in metrics.get("budgets_per_product", []))
     pairwise = pairwise_table(metrics, methods)
+    head_to_head = head_to_head_table(metrics, methods, categories)
     parts = [
         "# Online CTR lift by category (simulated A/B test)\n",
         "CTR lift (%) of each method's generated ads over the epoch-0 prompt model's ads (control), ours with "
-        "its interval, the paper's value in parentheses.\n",
+        "its interval, the paper's value in parentheses. Each method's ads are those of its last preference "
+        "epoch (the Epoch column of the traffic table).\n",
         f"{metrics['products']} held-out products, {metrics.get('ads_per_product')} generated ads each per "
         f"bucket, chosen by {policy}{updates}; {_count(metrics['impressions_per_product'])} impressions per "
         f"product and bucket ({_count(metrics.get('impressions_total'))} in all); clicks drawn from the world's "
         f"true CTR of each ad. Intervals: {metrics['interval_method']}.\n",
         screening_text(metrics) + "\n",
-        to_markdown(frame_table(wide_table(rows, categories))),
+        to_markdown(frame_table(wide_table(rows, list(categories)))),
         "## Traffic\n",
         "Match rate: the share of the generated ads the world's judgement calls a fit; served match rate: of "
         "the impressions. Expected CTR: the true CTR of the ads, weighted by the impressions the bandit gave "
@@ -287,7 +318,20 @@ def markdown_report(
         to_markdown(frame_table(traffic_table(metrics, methods))),
     ]
     if pairwise.height:
-        parts += ["## Separating the methods\n", to_markdown(frame_table(pairwise))]
+        parts += [
+            "## Separating the methods\n",
+            "Lift of the treatment's CTR over the baseline's at the main budget, over the products both "
+            f"buckets served; interval: {metrics['interval_method']}.\n",
+            to_markdown(frame_table(pairwise)),
+        ]
+    if head_to_head.height:
+        parts += [
+            "## CAIG (PCPO) against DPO\n",
+            "CTR lift (%) of PCPO's ads over DPO's, by category, over the products both buckets served (the "
+            f"same products in both, each with its bucket's traffic); interval: {metrics['interval_method']}. "
+            "An interval that excludes 0 separates the two methods.\n",
+            to_markdown(frame_table(head_to_head)),
+        ]
     parts.append(f"Paper values: {citation}\n")
     return "\n".join(parts)
 
@@ -353,7 +397,7 @@ def run(args: argparse.Namespace, cfg: DictConfig) -> None:
     rows = lift_rows(metrics, methods, categories, paper)
     wide = wide_table(rows, list(categories))
     write_text(
-        markdown_report(metrics, rows, methods, list(categories), str(paper["citation"])),
+        markdown_report(metrics, rows, methods, categories, str(paper["citation"])),
         args.tables / "online_lift.md",
     )
     with atomic_path(args.tables / "online_lift.csv") as tmp:
@@ -363,9 +407,20 @@ def run(args: argparse.Namespace, cfg: DictConfig) -> None:
         "Online CTR lift (%) over the pre-trained prompt model by category; ours [95% interval] (paper); "
         f"{screened}."
     )
-    write_text(
-        to_latex(frame_table(wide, caption=caption), "tab:online-lift"), args.tables / "online_lift.tex"
-    )
+    latex = to_latex(frame_table(wide, caption=caption), "tab:online-lift")
+    head_to_head = head_to_head_table(metrics, methods, categories)
+    if head_to_head.height:
+        latex += "\n" + to_latex(
+            frame_table(
+                head_to_head,
+                caption=(
+                    f"Online CTR lift (%) of CAIG (PCPO) over DPO; paired {metrics.get('level', 0.95):.0%} "
+                    "interval."
+                ),
+            ),
+            "tab:online-pcpo-dpo",
+        )
+    write_text(latex, args.tables / "online_lift.tex")
     plot_separation(metrics, methods, args.figures / "online_separation.png")
     log.info(
         "%d of %d methods ran -> %s", len(metrics["methods"]), len(methods), args.tables / "online_lift.md"

@@ -5,8 +5,11 @@ and writes:
 
 - ``match_rate.md`` / ``.csv`` / ``.tex``: the match rate of every method over epochs (one row per method, one
   column per epoch, as the paper's figure, and the paper's values from ``paper_values.yaml``, cited), and per
-  (method, epoch) the mismatch reasons, the mean oracle CTR of the ads and the RM win rate against epoch 0
-  (Markdown and CSV);
+  (method, epoch) its product-bootstrap interval, the mismatch reasons, the mean oracle CTR of the ads and the
+  RM win rate against epoch 0 (Markdown and CSV);
+- ``match_rate_paired.csv`` (and a second table in the Markdown and LaTeX): per epoch, PCPO minus DPO (and each
+  PCPO ablation minus DPO) with a paired product-bootstrap interval, the resampled held-out products the same
+  for both methods;
 - ``match_rate.png``: match rate (and mean oracle CTR) over epochs, one line per method, the paper's values as
   hollow markers;
 - ``contact_sheet.png``: the same held-out products' ads at epoch 0 and at every epoch of each method, each
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 from omegaconf import DictConfig
 from PIL import Image, ImageDraw, ImageFont
@@ -38,6 +42,13 @@ REASONS = ("scale", "scene", "color")
 PAPER_KEY = "match_rate"
 #: A paper value the text places between two others without giving a figure.
 BETWEEN = "between"
+#: (treatment, baseline) pairs of the paired table: the paper's finding (PCPO keeps the match rate that DPO
+#: loses) and where each ablation lies; a pair is shown when both methods were evaluated.
+COMPARISONS: tuple[tuple[str, str], ...] = (("pcpo", "dpo"), ("pcpo_no_textual", "dpo"), ("pcpo_no_visual", "dpo"))
+#: Product-bootstrap resamples and level of every interval of the report; seed of the resampled products.
+RESAMPLES = 2000
+LEVEL = 0.95
+BOOTSTRAP_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -66,19 +77,99 @@ def read_metrics(run: EvaluationRun) -> dict[str, Any]:
     return data
 
 
+def labelled_ads(run: EvaluationRun) -> pl.DataFrame | None:
+    """``product_id, candidate, label`` of one evaluation's ads; None when they carry no match label (an
+    annotators' evaluation, whose labels live in the filled-in sheet)."""
+    path = run.path / "ads.parquet"
+    try:
+        ads = pl.read_parquet(path)
+    except (OSError, pl.exceptions.PolarsError) as err:
+        raise InputError(f"cannot read the evaluation's ads ({err})", file=path) from err
+    if "label" not in ads.columns or ads.get_column("label").null_count() == ads.height:
+        return None
+    return ads.select("product_id", "candidate", "label")
+
+
+def product_matches(ads: pl.DataFrame, samples: int | None = None) -> pl.DataFrame:
+    """Per held-out product (sorted by id): its ads and how many fit, of ``labelled_ads``; with ``samples``, of
+    its first ``samples`` ads only (candidates 0 .. samples-1)."""
+    if samples is not None:
+        ads = ads.filter(pl.col("candidate") < samples)
+    return (
+        ads.group_by("product_id")
+        .agg(pl.len().alias("ads"), (pl.col("label") == "available").sum().alias("matched"))
+        .sort("product_id")
+    )
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A match rate (or a difference of two) with its percentile interval over resampled products."""
+
+    value: float
+    low: float
+    high: float
+
+
+def _percentile(value: float, resampled: np.ndarray, level: float) -> Estimate:
+    tail = (1 - level) / 2
+    low, high = np.quantile(resampled, [tail, 1 - tail])
+    return Estimate(float(value), float(low), float(high))
+
+
+def _resampled_products(count: int, resamples: int, seed: int) -> np.ndarray:
+    if count == 0:
+        raise ValueError("no products to resample")
+    return np.random.default_rng(seed).integers(count, size=(resamples, count))
+
+
+def match_rate_interval(
+    matches: pl.DataFrame, *, resamples: int = RESAMPLES, level: float = LEVEL, seed: int = BOOTSTRAP_SEED
+) -> Estimate:
+    """The match rate (fitting ads / ads) with a percentile interval of the bootstrap over products."""
+    matched, ads = (matches.get_column(c).to_numpy().astype(np.float64) for c in ("matched", "ads"))
+    draws = _resampled_products(len(ads), resamples, seed)
+    return _percentile(matched.sum() / ads.sum(), matched[draws].sum(1) / ads[draws].sum(1), level)
+
+
+def paired_difference(
+    treatment: pl.DataFrame, baseline: pl.DataFrame, *, resamples: int = RESAMPLES, level: float = LEVEL,
+    seed: int = BOOTSTRAP_SEED,
+) -> Estimate:
+    """Match rate of ``treatment`` minus that of ``baseline`` (``product_matches`` of each) with the percentile
+    interval of a paired bootstrap: each resample draws held-out products with replacement and takes both
+    methods' rates over that same draw, so the products' spread, shared by both, cancels."""
+    if treatment.get_column("product_id").to_list() != baseline.get_column("product_id").to_list():
+        raise InputError(
+            "the two evaluations hold different held-out products",
+            expected="evaluations of one product set (caig preference-products)",
+        )
+    m_t, n_t, m_b, n_b = (
+        frame.get_column(c).to_numpy().astype(np.float64)
+        for frame in (treatment, baseline) for c in ("matched", "ads")
+    )
+    draws = _resampled_products(len(n_t), resamples, seed)
+    resampled = m_t[draws].sum(1) / n_t[draws].sum(1) - m_b[draws].sum(1) / n_b[draws].sum(1)
+    return _percentile(m_t.sum() / n_t.sum() - m_b.sum() / n_b.sum(), resampled, level)
+
+
 def metrics_table(runs: Sequence[EvaluationRun]) -> pl.DataFrame:
-    """One row per (method, epoch): match rate, mismatch shares, mean oracle CTR, eye-catching phrases per ad,
-    RM win rate vs epoch 0."""
+    """One row per (method, epoch): match rate and its product-bootstrap interval, mismatch shares, mean oracle
+    CTR, eye-catching phrases per ad, RM win rate vs epoch 0."""
     rows = []
     for run in runs:
         data = read_metrics(run)
         shares = data.get("mismatch_shares") or {}
+        ads = labelled_ads(run)
+        rate = None if ads is None else match_rate_interval(product_matches(ads))
         rows.append(
             {
                 "method": run.method,
                 "epoch": run.epoch,
                 "ads": data.get("ads"),
                 "match_rate": data.get("match_rate"),
+                "match_low": None if rate is None else rate.low,
+                "match_high": None if rate is None else rate.high,
                 **{f"{reason}_mismatch": shares.get(reason) for reason in REASONS},
                 "mean_oracle_ctr": data.get("mean_oracle_ctr"),
                 "eye_catching_per_ad": data.get("eye_catching_per_ad"),
@@ -90,6 +181,8 @@ def metrics_table(runs: Sequence[EvaluationRun]) -> pl.DataFrame:
         "epoch": pl.Int64,
         "ads": pl.Int64,
         "match_rate": pl.Float64,
+        "match_low": pl.Float64,
+        "match_high": pl.Float64,
         **{f"{reason}_mismatch": pl.Float64 for reason in REASONS},
         "mean_oracle_ctr": pl.Float64,
         "eye_catching_per_ad": pl.Float64,
@@ -163,10 +256,77 @@ def overview_table(table: pl.DataFrame, paper: Mapping[str, Any]) -> Table:
     return overview
 
 
-def write_tables(table: pl.DataFrame, paper: Mapping[str, Any], out_dir: Path) -> dict[str, Path]:
-    """match_rate.md / .csv / .tex in ``out_dir``."""
+def paired_differences(runs: Sequence[EvaluationRun]) -> pl.DataFrame:
+    """One row per (comparison of ``COMPARISONS``, epoch) both methods were evaluated at: the difference of
+    their match rates with its paired product-bootstrap interval.
+
+    Both sides count the ads they share: each product's first k ads, k the smaller of the two evaluations'
+    ads per product. Ad k of a product has the same sampling seed in every evaluation, so the pairing holds
+    within a product too, and one model evaluated twice differs by exactly 0."""
+    folders = {(run.method, run.epoch): run for run in runs}
+    tables: dict[Path, pl.DataFrame | None] = {}
+
+    def of(run: EvaluationRun) -> pl.DataFrame | None:
+        if run.path not in tables:
+            tables[run.path] = labelled_ads(run)
+        return tables[run.path]
+
+    rows = []
+    for treatment, baseline in COMPARISONS:
+        for epoch in sorted({e for m, e in folders if m == treatment}):
+            if (baseline, epoch) not in folders:
+                continue
+            ads_a, ads_b = of(folders[(treatment, epoch)]), of(folders[(baseline, epoch)])
+            if ads_a is None or ads_b is None:
+                continue
+            shared = 1 + min(int(ads.get_column("candidate").max()) for ads in (ads_a, ads_b))
+            a, b = product_matches(ads_a, shared), product_matches(ads_b, shared)
+            found = paired_difference(a, b)
+            rows.append(
+                {
+                    "treatment": treatment, "baseline": baseline, "epoch": epoch, "products": a.height,
+                    "ads_per_product": shared, "difference": found.value, "low": found.low, "high": found.high,
+                }
+            )
+    schema = {
+        "treatment": pl.String, "baseline": pl.String, "epoch": pl.Int64, "products": pl.Int64,
+        "ads_per_product": pl.Int64, "difference": pl.Float64, "low": pl.Float64, "high": pl.Float64,
+    }
+    return pl.DataFrame(rows, schema=schema)
+
+
+def paired_table(paired: pl.DataFrame) -> Table:
+    """Comparisons x epochs: each cell the difference of the match rates and its interval."""
+    epochs = sorted(set(paired.get_column("epoch").to_list()))
+    rows = []
+    for treatment, baseline in dict.fromkeys(paired.select("treatment", "baseline").iter_rows()):
+        part = paired.filter((pl.col("treatment") == treatment) & (pl.col("baseline") == baseline))
+        cells = {
+            row["epoch"]: f"{row['difference']:+.3f} [{row['low']:+.3f}, {row['high']:+.3f}]"
+            for row in part.iter_rows(named=True)
+        }
+        rows.append({"comparison": f"{treatment} - {baseline}", **{f"epoch {e}": cells.get(e) for e in epochs}})
+    frame = pl.DataFrame(rows, schema={"comparison": pl.String, **{f"epoch {e}": pl.String for e in epochs}})
+    table = frame_table(frame, caption="Paired difference of the match rates (treatment - baseline).")
+    products = sorted(set(paired.get_column("products").to_list()))
+    ads = sorted(set(paired.get_column("ads_per_product").to_list()))
+    table.notes = [
+        f"{100 * LEVEL:.0f}% percentile interval of a paired bootstrap over the "
+        f"{', '.join(map(str, products))} held-out products ({RESAMPLES} resamples): each resample draws "
+        "products with replacement and compares both methods on the same draw, each product's first "
+        f"{' or '.join(map(str, ads))} ad(s) (the ads both evaluations have; ad k has the same sampling seed in "
+        "both). An interval that excludes 0 separates the two methods at that epoch."
+    ]
+    return table
+
+
+def write_tables(
+    table: pl.DataFrame, paper: Mapping[str, Any], out_dir: Path, paired: pl.DataFrame
+) -> dict[str, Path]:
+    """match_rate.md / .csv / .tex and match_rate_paired.csv (``paired_differences``) in ``out_dir``."""
     overview = overview_table(table, paper)
     details = table.sort(["method", "epoch"], maintain_order=True)
+    comparison = paired_table(paired) if paired.height else None
     text = (
         "# Match rate over preference epochs\n\n"
         "Share of held-out ads whose background fits the product (the annotators' judgement; on the synthetic "
@@ -175,15 +335,25 @@ def write_tables(table: pl.DataFrame, paper: Mapping[str, Any], out_dir: Path) -
         + "\n## Per method and epoch\n\n"
         "Mismatch shares by the first reason found; mean oracle CTR of the ads; eye-catching phrases per ad "
         "(they raise CTR for every product but are wrong for many); RM win rate: share of held-out ads the "
-        "frozen reward model prefers to the same product's epoch-0 ad.\n\n"
+        "frozen reward model prefers to the same product's epoch-0 ad. match_low / match_high: "
+        f"{100 * LEVEL:.0f}% percentile interval of the match rate over resampled held-out products "
+        f"({RESAMPLES} resamples).\n\n"
         + to_markdown(frame_table(details, digits={"mean_oracle_ctr": 4}))
     )
+    if comparison is not None:
+        text += "\n## PCPO against DPO, paired\n\n" + to_markdown(comparison)
     suffixes = {"markdown": "md", "csv": "csv", "latex": "tex"}
     paths = {kind: out_dir / f"match_rate.{suffix}" for kind, suffix in suffixes.items()}
+    paths["paired_csv"] = out_dir / "match_rate_paired.csv"
     write_text(text, paths["markdown"])
     with atomic_path(paths["csv"]) as tmp:
         details.write_csv(tmp)
-    write_text(to_latex(overview, "tab:match-rate"), paths["latex"])
+    with atomic_path(paths["paired_csv"]) as tmp:
+        paired.write_csv(tmp)
+    latex = to_latex(overview, "tab:match-rate")
+    if comparison is not None:
+        latex += "\n" + to_latex(comparison, "tab:match-rate-paired")
+    write_text(latex, paths["latex"])
     return paths
 
 
@@ -324,7 +494,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, cfg: DictConfig) -> None:
     table = metrics_table(args.run)
     paper = paper_values(args.paper_values)
-    paths = write_tables(table, paper, args.tables)
+    paths = write_tables(table, paper, args.tables, paired_differences(args.run))
     plot_match_rate(table, paper, args.figures / "match_rate.png")
     contact_sheet(sheet_runs(args.run), args.figures / "contact_sheet.png", args.sheet_products)
     log.info("%d evaluations -> %s, %s", table.height, paths["markdown"], args.figures)

@@ -55,11 +55,11 @@ from transformers import ResNetConfig, ResNetModel
 from caig.errors import ConfigError, InputError
 from caig.io import atomic_path, write_json
 from caig.launch.preemption import ResumableLoop, finish
-from caig.logs import get_logger
+from caig.logs import get_logger, progress
 from caig.pretrain.products import read_catalog
 from caig.reward.model import open_image, to_rgb
 from caig.reward.train import read_pairs
-from caig.training import configure_threads, harness_setting, stage_settings
+from caig.training import ScalarLog, configure_threads, harness_setting, stage_settings
 
 WEIGHTS_FILE = "ranker.safetensors"
 SETTINGS_FILE = "ranker.json"
@@ -495,7 +495,7 @@ def score_ranker_pairs(
     ranker.eval()
     device = next(ranker.parameters()).device
     out = np.empty(len(left_images), dtype=np.float64)
-    for start in range(0, len(left_images), batch_size):
+    for start in progress(range(0, len(left_images), batch_size), desc="scoring pairs", unit="batch"):
         part = slice(start, start + batch_size)
         words = title_words(titles[part], settings) if titles is not None else None
         words = words.to(device) if words is not None else None
@@ -682,6 +682,8 @@ def run(args: argparse.Namespace, cfg: DictConfig) -> None:
             ranker.load_state_dict(state["ranker"])
             optimizer.load_state_dict(state["optimizer"])
             start, history[:] = int(state["step"]), state["history"]
+        curves = ScalarLog(cfg, args.out, fresh=checkpoint is None)  # <out>.tensorboard/
+        logging_steps = int(harness_setting(cfg, "logging_steps"))
         loader = torch.utils.data.DataLoader(
             batches,
             batch_size=None,
@@ -708,7 +710,14 @@ def run(args: argparse.Namespace, cfg: DictConfig) -> None:
             torch.nn.utils.clip_grad_norm_(ranker.parameters(), opt.max_grad_norm)
             optimizer.step()
             history.append([loss.item(), ranking.item(), point.item()])
+            if (step + 1) % logging_steps == 0 or step + 1 == total:  # means since the last record, as HF logs
+                window = np.mean(history[step // logging_steps * logging_steps :], axis=0)
+                curves.add(step + 1, {
+                    "train/loss": window[0], "train/list_loss": window[1], "train/point_loss": window[2],
+                    "train/learning_rate": optimizer.param_groups[-1]["lr"],
+                })
             loop.step_end(step + 1, save=lambda folder, done=step + 1: save_state(folder, done))
+        curves.close()
     save_ranker(ranker.cpu(), settings, args.out)
     finish(args.out)
     seconds = time.perf_counter() - began

@@ -7,6 +7,12 @@ Readout ``last_token`` (the paper, Eq. 5): the final hidden state h of the last 
 Readout ``side`` (tiny scale only, docs/fidelity.md): concat(h, d, h * d), d the mean final hidden state over
 the left half's high-res image-feature tokens minus that over the right half's, because a tiny language model's
 last token barely registers which side holds which ad.
+Readout ``side_desc`` (tiny scale only, docs/fidelity.md): side's features, then q = the description head's
+token probabilities (caig vision-pretrain, read through the base model's tower: ``TileDescriber``) of the left
+tile minus those of the right tile, and q times the one-hot of the product's category wherever the prompt's
+product information names it (zero otherwise). The describer and the backbone's own tower and projector stay
+frozen: fine-tuning the tower on ~2k pairs damages what it learnt, and the tiny 4-layer language model does not
+learn the category interaction from them.
 
 Loss (paper sec. 3.2): cls_weight * CE + point_weight * L_point, L_point the mean squared error of the CTR head's
 output against the observed (ctr_left, ctr_right), averaged over the two outputs and the batch, as in the
@@ -40,12 +46,14 @@ from transformers.utils import ModelOutput
 from caig.errors import InputError
 from caig.instruct import f_instruct
 from caig.io import atomic_path
+from caig.models.description import DescriptionHead, TileDescriber
 from caig.models.llava import load_llava
 
 LEFT, RIGHT = 0, 1  # class indices of the classification head
 CAPTION_KEYS = frozenset({"caption"})
-READOUTS = ("last_token", "side")
+READOUTS = ("last_token", "side", "side_desc")
 HEADS_FILE = "reward_heads.safetensors"
+DESCRIBER_FILE = "tile_describer.safetensors"
 SETTINGS_FILE = "reward_model.json"
 
 
@@ -226,6 +234,45 @@ def side_difference(hidden: torch.Tensor, sides: torch.Tensor) -> torch.Tensor:
     return mean_left - mean_right
 
 
+def category_line_tokens(tokenizer: Any, categories: Sequence[str]) -> list[list[int]]:
+    """Per category, the token ids of its line in a prompt's product information ("- Category: <name>"), as
+    ``f_instruct`` renders it; a row's prompt names a category when it holds that id sequence."""
+    lines = [f_instruct("?", {"category": name}).splitlines()[-1] for name in categories]
+    return [list(tokenizer(line, add_special_tokens=False)["input_ids"]) for line in lines]
+
+
+def category_one_hot(input_ids: torch.Tensor, category_tokens: Sequence[Sequence[int]]) -> torch.Tensor:
+    """(batch, categories) float: 1 where a row's tokens hold the category's prompt line (a prompt without the
+    product information names none, so its row is zero)."""
+    found = torch.zeros(input_ids.shape[0], len(category_tokens), device=input_ids.device)
+    for k, tokens in enumerate(category_tokens):
+        if not tokens or len(tokens) > input_ids.shape[1]:
+            continue
+        pattern = torch.tensor(tokens, device=input_ids.device)
+        windows = input_ids.unfold(1, len(tokens), 1)
+        found[:, k] = (windows == pattern).all(-1).any(-1).float()
+    return found
+
+
+def tile_description_difference(
+    describer: TileDescriber, pixel_values: torch.Tensor, image_sizes: torch.Tensor
+) -> torch.Tensor:
+    """The description head's token probabilities of each pair image's left tile minus its right tile,
+    (batch, tokens). Every image must tile as one row of two (the left|right pair at the tower's tile size):
+    LLaVA-NeXT's patches are then [whole image, left tile, right tile]."""
+    config = describer.config
+    for size in image_sizes.cpu():
+        grid = get_anyres_image_grid_shape(size, config.image_grid_pinpoints, config.vision_config.image_size)
+        if tuple(grid) != (1, 2):
+            raise ValueError(
+                f"the side_desc readout needs left|right pair images tiled 1 x 2; an image of size "
+                f"{size.tolist()} tiles {tuple(grid)}"
+            )
+    tiles = pixel_values[:, 1:3].flatten(0, 1).to(next(describer.parameters()).dtype)
+    probabilities = describer(tiles).sigmoid().view(pixel_values.shape[0], 2, -1)
+    return probabilities[:, 0] - probabilities[:, 1]
+
+
 def point_loss(ctr_pred: torch.Tensor, ctr: torch.Tensor, ctr_scale: float = 1.0) -> torch.Tensor:
     """L_point (paper Eqs. 6-7): mean over rows and both outputs of (ctr_pred - ctr_scale * ctr)^2.
 
@@ -256,10 +303,14 @@ class RewardModel(nn.Module):
         point_weight: float = 0.5,
         ctr_scale: float = 1.0,
         readout: str = "last_token",
+        describer: TileDescriber | None = None,
+        category_tokens: Sequence[Sequence[int]] = (),
     ) -> None:
         super().__init__()
         if readout not in READOUTS:
             raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
+        if (readout == "side_desc") != (describer is not None):
+            raise ValueError("the side_desc readout, and only it, reads a tile describer (description head)")
         if cls_weight < 0 or point_weight < 0 or ctr_scale <= 0:
             raise ValueError(
                 f"need cls_weight >= 0, point_weight >= 0, ctr_scale > 0; got {cls_weight}, {point_weight}, "
@@ -270,9 +321,16 @@ class RewardModel(nn.Module):
         self.point_weight = float(point_weight)
         self.ctr_scale = float(ctr_scale)
         self.readout = readout
+        self.category_tokens = [list(tokens) for tokens in category_tokens]
         hidden = backbone.config.text_config.hidden_size
         width = hidden if readout == "last_token" else 3 * hidden
         dtype = next(backbone.parameters()).dtype
+        self.describer = describer
+        if describer is not None:
+            width += len(describer.head.token_ids) * (1 + len(self.category_tokens))
+            describer.to(dtype)
+            for frozen in (backbone.model.vision_tower, backbone.model.multi_modal_projector, describer):
+                frozen.requires_grad_(False)
         self.cls_head = nn.Linear(width, 2, dtype=dtype)
         self.ctr_head = nn.Linear(width, 2, dtype=dtype)
         std = getattr(backbone.config.text_config, "initializer_range", 0.02)
@@ -281,13 +339,15 @@ class RewardModel(nn.Module):
             nn.init.zeros_(head.bias)
 
     @property
-    def settings(self) -> dict[str, float | str]:
+    def settings(self) -> dict[str, Any]:
         """The loss and readout settings saved beside the heads."""
         return {
             "cls_weight": self.cls_weight,
             "point_weight": self.point_weight,
             "ctr_scale": self.ctr_scale,
             "readout": self.readout,
+            "category_tokens": self.category_tokens,
+            "description_head": None if self.describer is None else self.describer.head.settings,
         }
 
     def activation_checkpointing_enable(self, **kwargs: Any) -> None:
@@ -301,8 +361,9 @@ class RewardModel(nn.Module):
         pixel_values: torch.Tensor | None = None,
         image_sizes: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """The heads' input: the last non-pad token's final hidden state h (batch, hidden), or for the side
-        readout concat(h, d, h * d) (batch, 3 * hidden)."""
+        """The heads' input: the last non-pad token's final hidden state h (batch, hidden); for the side
+        readout concat(h, d, h * d) (batch, 3 * hidden); for side_desc also the left-minus-right description
+        probabilities q and q times the category one-hot, flattened."""
         hidden = self.backbone.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -318,7 +379,13 @@ class RewardModel(nn.Module):
         if image_sizes is None:
             raise ValueError("the side readout needs the images' sizes (image_sizes)")
         difference = side_difference(hidden, image_sides(self.backbone, input_ids, image_sizes))
-        return torch.cat((last, difference, last * difference), dim=-1)
+        pooled = torch.cat((last, difference, last * difference), dim=-1)
+        if self.describer is None:
+            return pooled
+        described = tile_description_difference(self.describer, pixel_values, image_sizes)
+        category = category_one_hot(input_ids, self.category_tokens).to(described.dtype)
+        by_category = (described[:, :, None] * category[:, None, :]).flatten(1)
+        return torch.cat((pooled, described.to(pooled.dtype), by_category.to(pooled.dtype)), dim=-1)
 
     def loss(
         self, logits: torch.Tensor, ctr_pred: torch.Tensor, labels: torch.Tensor, ctr: torch.Tensor | None
@@ -369,6 +436,9 @@ def save_reward_model(model: RewardModel, processor: LlavaNextProcessor, out_dir
         }
         save_file(heads, str(tmp / HEADS_FILE))
         (tmp / SETTINGS_FILE).write_text(json.dumps(model.settings, indent=2) + "\n")
+        if model.describer is not None:
+            state = {key: value.detach().contiguous().cpu() for key, value in model.describer.state_dict().items()}
+            save_file(state, str(tmp / DESCRIBER_FILE))
     return out_dir
 
 
@@ -384,7 +454,12 @@ def load_reward_model(path: str | Path, *, dtype: str = "auto") -> tuple[RewardM
             )
     backbone, processor = load_llava(path, dtype=dtype)
     settings = json.loads((path / SETTINGS_FILE).read_text())
-    model = RewardModel(backbone, **settings)
+    head_settings = settings.pop("description_head", None)
+    describer = None
+    if head_settings is not None:
+        describer = TileDescriber(backbone, DescriptionHead(**head_settings))
+        describer.load_state_dict(load_file(str(path / DESCRIBER_FILE)))
+    model = RewardModel(backbone, describer=describer, **settings)
     heads = load_file(str(path / HEADS_FILE))
     for name in ("cls_head", "ctr_head"):
         state = {key.split(".", 1)[1]: value for key, value in heads.items() if key.startswith(name + ".")}

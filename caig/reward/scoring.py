@@ -19,6 +19,7 @@ from PIL import Image
 from transformers import LlavaNextForConditionalGeneration, LlavaNextProcessor
 
 from caig.instruct import ANSWER_WORDS
+from caig.logs import progress
 from caig.reward.model import (
     LEFT,
     RIGHT,
@@ -86,7 +87,7 @@ def score_pairs_by_order(
     model.eval()
     device = _device(model)
     out = np.empty((n, 2), dtype=np.float64)
-    for part in _chunks(n, batch_size):
+    for part in progress(list(_chunks(n, batch_size)), desc="scoring pairs", unit="batch"):
         images, texts = _both_orders(left_images[part], right_images[part], prompts[part], pair_size)
         batch = encode_rm_inputs(processor, images, texts).to(device)
         probs = model(**batch).logits.double().softmax(dim=-1).cpu()
@@ -150,7 +151,7 @@ def score_pairs_generative_by_order(
     model.eval()
     device = _device(model)
     out = np.empty((n, 2), dtype=np.float64)
-    for part in _chunks(n, batch_size):
+    for part in progress(list(_chunks(n, batch_size)), desc="scoring pairs", unit="batch"):
         images, texts = _both_orders(left_images[part], right_images[part], prompts[part], pair_size)
         if method == "likelihood":
             p_first = _likelihood_p_left(model, processor, images, texts, device)

@@ -13,7 +13,9 @@ places it: the pairs stage puts the better creative left in a seeded random half
 (``train.reward.per_device_batch_size`` counts pairs); ``train.reward.head_learning_rate`` gives the
 output heads their own rate (null: the backbone's); ``reward.zero_init_heads`` starts the heads at zero
 instead of the model's normal initialisation; ``reward.readout`` picks what the heads read (the paper's
-``last_token`` or the tiny-scale ``side``).
+``last_token`` or the tiny-scale ``side`` / ``side_desc``; ``side_desc`` also reads the description head that
+``caig vision-pretrain`` saved, from ``--description-head``); ``reward.epochs`` (per preset) replaces
+``train.reward.epochs`` for one variant.
 
 ``reward.kind``:
 - ``generative``: the plain LLaVA-NeXT learns to answer "left" or "right" (LM loss on the answer), rows
@@ -36,15 +38,17 @@ from typing import Any
 import numpy as np
 import polars as pl
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 from transformers import BatchFeature, LlavaNextProcessor, Trainer
 
 from caig.errors import ConfigError, InputError
 from caig.instruct import ANSWER_WORDS, RM_QUESTIONS
 from caig.io import write_json
+from caig.launch.dist import current
 from caig.logs import get_logger
 from caig.models import load_llava, save_pretrained_model
+from caig.models.description import TileDescriber, load_description_head
 from caig.pretrain.products import Product, read_catalog
 from caig.pretrain.train import model_dtype, text_hidden_size
 from caig.reward.model import (
@@ -52,6 +56,7 @@ from caig.reward.model import (
     READOUTS,
     RIGHT,
     RewardModel,
+    category_line_tokens,
     concat_pair,
     encode_rm_inputs,
     open_image,
@@ -241,6 +246,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", type=Path, required=True, help="model directory to write")
     parser.add_argument("--metrics", type=Path, help="also write the run's loss and throughput (JSON)")
+    parser.add_argument(
+        "--description-head",
+        type=Path,
+        help="model directory holding the description head (caig vision-pretrain); the side_desc readout",
+    )
 
 
 HEAD_PREFIXES = ("cls_head.", "ctr_head.", "lm_head.")
@@ -281,24 +291,69 @@ class RewardTrainer(Trainer):
 
 
 def readout_of(cfg: DictConfig) -> str:
-    """``reward.readout``, checked: the paper's ``last_token`` or the tiny-scale ``side`` (see RewardModel)."""
+    """``reward.readout``, checked: the paper's ``last_token`` or the tiny-scale ``side`` / ``side_desc``
+    (see RewardModel)."""
     readout = cfg.reward.get("readout", "last_token")
     if readout not in READOUTS:
         raise ConfigError(f"reward.readout is {readout!r}; expected one of {', '.join(READOUTS)}")
     return str(readout)
 
 
-def build_model(variant: Variant, base: Path, cfg: DictConfig) -> tuple[torch.nn.Module, LlavaNextProcessor]:
-    """The model the variant trains: the plain backbone (generative) or RewardModel (classifier)."""
+def variant_epochs(cfg: DictConfig) -> DictConfig:
+    """``cfg`` with ``train.reward.epochs`` replaced by the variant's ``reward.epochs.<preset>`` where it sets
+    one (rows that gain nothing from more passes need not pay for them); ConfigError for a bad value."""
+    node = cfg.reward.get("epochs")
+    if node is None:
+        return cfg
+    if not isinstance(node, DictConfig | dict):
+        raise ConfigError(f"reward.epochs={node!r} (expected a mapping from preset to epochs, e.g. {{tiny: 1}})")
+    epochs = node.get(str(cfg.preset))
+    if epochs is None:
+        return cfg
+    if isinstance(epochs, bool) or not isinstance(epochs, int | float) or epochs <= 0:
+        raise ConfigError(f"reward.epochs.{cfg.preset}={epochs!r} (expected a positive number of epochs)")
+    return OmegaConf.merge(cfg, {"train": {"reward": {"epochs": epochs}}})
+
+
+def catalog_categories(products: Mapping[str, Product]) -> list[str]:
+    """The catalog's product categories as its prompts name them, sorted."""
+    return sorted({str(p.attributes["category"]) for p in products.values() if p.attributes.get("category")})
+
+
+def build_model(
+    variant: Variant,
+    base: Path,
+    cfg: DictConfig,
+    *,
+    description_head: Path | None = None,
+    categories: Sequence[str] = (),
+) -> tuple[torch.nn.Module, LlavaNextProcessor]:
+    """The model the variant trains: the plain backbone (generative) or RewardModel (classifier); the
+    side_desc readout reads tiles through the model directory ``description_head`` (the vision pre-training's
+    tower, projector and description head) and one-hots ``categories``."""
     backbone, processor = load_llava(base, dtype=model_dtype(cfg))
     if variant.kind == "generative":
         return backbone.train(), processor
+    readout = readout_of(cfg)
+    extra: dict[str, Any] = {}
+    if readout == "side_desc":
+        if description_head is None:
+            raise ConfigError(
+                "reward.readout=side_desc reads the vision pre-training's description head "
+                "(expected --description-head <model directory of caig vision-pretrain>)"
+            )
+        vision_model, _ = load_llava(description_head, dtype=model_dtype(cfg))
+        extra = {
+            "describer": TileDescriber(vision_model, load_description_head(description_head)),
+            "category_tokens": category_line_tokens(processor.tokenizer, categories),
+        }
     model = RewardModel(
         backbone,
         cls_weight=variant.cls_weight,
         point_weight=variant.point_weight,
         ctr_scale=variant.ctr_scale,
-        readout=readout_of(cfg),
+        readout=readout,
+        **extra,
     )
     if bool(cfg.reward.zero_init_heads):
         for head in (model.cls_head, model.ctr_head):
@@ -312,6 +367,7 @@ def run(args: argparse.Namespace, cfg: DictConfig) -> None:
         raise ConfigError(
             f"reward={variant.name} is a {variant.kind} baseline: train it with caig baseline-train"
         )
+    cfg = variant_epochs(cfg)
     start(cfg)
     pairs = read_pairs(args.pairs)
     products = read_catalog(args.catalog)
@@ -326,7 +382,13 @@ def run(args: argparse.Namespace, cfg: DictConfig) -> None:
     examples = pair_examples(pairs, prompts, both_orders=bool(cfg.reward.both_orders))
     settings = stage_settings(cfg, "reward")
     training_args = training_arguments(cfg, "reward", args.out, hidden_size=text_hidden_size(args.base))
-    model, processor = build_model(variant, args.base, cfg)
+    model, processor = build_model(
+        variant,
+        args.base,
+        cfg,
+        description_head=args.description_head,
+        categories=catalog_categories(products),
+    )
     collator = PairCollator(
         processor,
         pair_size=int(cfg.model.pair_image_size),
@@ -370,6 +432,6 @@ def run(args: argparse.Namespace, cfg: DictConfig) -> None:
         wall_seconds=seconds,
         pairs_per_second=metrics.get("train_samples_per_second", float("nan")),
     )
-    if args.metrics is not None:
+    if args.metrics is not None and current().is_main:  # each rank has its own loss; rank 0's is the run's
         write_json(metrics, args.metrics)
     log.info("wrote %s (loss %.4f, %.1f s)", args.out, metrics["final_loss"], seconds)

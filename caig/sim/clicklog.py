@@ -19,11 +19,10 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from tqdm import tqdm
 
 from caig.errors import ConfigError
 from caig.io import atomic_path, write_json, write_parquet
-from caig.logs import get_logger
+from caig.logs import get_logger, progress
 from caig.sim.oracle import REASONS, Oracle
 from caig.sim.render import render_ad
 from caig.sim.vocabulary import SLOT_KEYS, SLOTS, Background, vocabulary_dict
@@ -227,8 +226,8 @@ def _write_log(sim: Mapping[str, Any], path: Path, creative_ids: pl.Series, crea
     impressions_total = clicks_total = 0
     with tempfile.TemporaryDirectory(prefix=".log-parts-", dir=path.parent) as tmp:
         parts = []
-        for k, lo in enumerate(tqdm(range(0, n, chunk), desc="click log", unit="chunk",
-                                    total=-(-n // chunk), disable=n <= chunk)):
+        for k, lo in enumerate(progress(range(0, n, chunk), desc="click log", unit="chunk",
+                                        total=-(-n // chunk), disable=n <= chunk)):
             hi = min(n, lo + chunk)
             rng = np.random.default_rng([seed, 5, k])
             lam = rate[lo:hi, None] * weekly[None, :]
@@ -259,12 +258,12 @@ def _write_images(world: World, out: Path, creative_ids: pl.Series, product_inde
         (tmp / "products").mkdir(parents=True)
         (tmp / "ads").mkdir()
         cutouts = []
-        for p in tqdm(world.products, desc="product images", unit="img"):
+        for p in progress(world.products, desc="product images", unit="img"):
             image = product_image(p, product_size)
             image.save(tmp / "products" / f"{p.product_id}.png")
             cutouts.append(image)
         seed = world.seed
-        for i, cid in enumerate(tqdm(creative_ids.to_list(), desc="ads", unit="img")):
+        for i, cid in enumerate(progress(creative_ids.to_list(), desc="ads", unit="img")):
             ad = render_ad(cutouts[product_index[i]], Background.from_codes(codes[i]), ad_size,
                            seed=int(seed) * 1_000_003 + i)
             ad.save(tmp / "ads" / f"{cid}.png")

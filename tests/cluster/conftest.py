@@ -13,7 +13,7 @@ import shlex
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -33,14 +33,22 @@ STATUS_POLL_SECONDS = 4
 
 @dataclass(frozen=True)
 class LocalSlurm:
-    """The running test cluster: its private folder and how long it took to come up."""
+    """The running test cluster: its private folder and how long it took to come up.
+
+    ``env`` is what a host-side client (scontrol, snakemake's sbatch) needs on top of the inherited
+    environment: nothing for the one-node cluster (its config is at /etc/slurm), SLURM_CONF for a
+    multi-node one (its config reaches /etc/slurm only inside its nodes' namespaces).
+    """
 
     folder: Path
     bring_up_seconds: float
+    env: dict[str, str] = field(default_factory=dict)
 
     def command(self, *args: str, timeout: float = 30) -> str:
         """Run a Slurm client command (scontrol, squeue, ...) and return its stdout; fails on error."""
-        result = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+        result = subprocess.run(
+            args, capture_output=True, text=True, timeout=timeout, env={**os.environ, **self.env}
+        )
         if result.returncode != 0:
             raise AssertionError(f"{shlex.join(args)} failed ({result.returncode}): {result.stderr}")
         return result.stdout
@@ -58,7 +66,9 @@ class LocalSlurm:
         return sorted(records, key=lambda r: int(r["JobId"]))
 
 
-def cluster_script(action: str, folder: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+def cluster_script(
+    action: str, folder: Path, timeout: float, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["bash", str(CLUSTER_SCRIPT), action, str(folder)],
         capture_output=True,
@@ -68,23 +78,31 @@ def cluster_script(action: str, folder: Path, timeout: float) -> subprocess.Comp
             **os.environ,
             "CAIG_SLURM_CPU_PARTITION": CPU_PARTITION,
             "CAIG_SLURM_GPU_PARTITION": GPU_PARTITION,
+            **(env or {}),
         },
     )
 
 
-@pytest.fixture(scope="session")
-def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSlurm]:
-    folder = tmp_path_factory.mktemp("slurm")
+def local_slurm(folder: Path, env: dict[str, str] | None = None) -> Iterator[LocalSlurm]:
+    """Bring up a test cluster in ``folder`` (``env``: slurm_cluster.sh's CAIG_SLURM_* settings), yield
+    it, and take it down; skips with the script's message where it cannot run here."""
     started = time.monotonic()
-    up = cluster_script("up", folder, timeout=900)
+    up = cluster_script("up", folder, timeout=900, env=env)
     if up.returncode == SKIP_EXIT:
         pytest.skip(up.stderr.strip().splitlines()[-1])
     try:
         assert up.returncode == 0, f"slurm_cluster.sh up failed:\n{up.stdout}\n{up.stderr}"
-        yield LocalSlurm(folder, time.monotonic() - started)
+        nodes = int((env or {}).get("CAIG_SLURM_NODES", "1"))
+        client_env = {"SLURM_CONF": str(folder / "etc" / "slurm.conf")} if nodes > 1 else {}
+        yield LocalSlurm(folder, time.monotonic() - started, client_env)
     finally:
-        down = cluster_script("down", folder, timeout=120)
+        down = cluster_script("down", folder, timeout=120, env=env)
         assert down.returncode == 0, f"slurm_cluster.sh down failed:\n{down.stdout}\n{down.stderr}"
+
+
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSlurm]:
+    yield from local_slurm(tmp_path_factory.mktemp("slurm"))
 
 
 def write_test_profile(dest: Path) -> Path:

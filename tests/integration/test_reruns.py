@@ -108,8 +108,9 @@ def test_editing_one_ablation_reruns_exactly_its_dependents(tiny_run, tmp_path):
     variant = tree / "reward" / "c_cls_head.yaml"
     variant.write_text(variant.read_text() + "loss:\n  cls_weight: 0.9\n")
     planned = planned_jobs(tiny_run.parents[1], "all", env={"CAIG_CONFIG_DIR": str(tree)})
-    # (c)'s training and evaluation, and what reads its predictions or metrics; no other variant, nothing
-    # upstream, nothing of the preference stage (it is judged by (f))
+    # (c)'s training and evaluation, and what reads its predictions or metrics (training_curves: its training
+    # metrics); no other variant, nothing upstream, nothing of the preference stage (it is judged by (f))
     assert planned == Counter(
-        reward_train=1, reward_eval=1, pair_ceiling=1, reward_tables=1, benchmark_summary=1, all=1
+        reward_train=1, reward_eval=1, pair_ceiling=1, reward_tables=1, training_curves=1, benchmark_summary=1,
+        all=1,
     )

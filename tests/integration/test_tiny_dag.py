@@ -86,16 +86,30 @@ METHODS = ["dpo", "pcpo", "pcpo_no_textual", "pcpo_no_visual", "pcpo_no_pretrain
 def test_match_rate_table_has_every_method_and_epoch_from_its_metric_file(tiny_run):
     table = pl.read_csv(tiny_run / "tables" / "match_rate.csv")
     assert sorted(set(table["method"])) == sorted(METHODS)
-    assert sorted(set(table["epoch"])) == [0, 1, 2]
+    # the tiny study (config/preset/tiny.yaml): DPO and PCPO run the paper's 5 epochs, the other rows 2
+    last = dict(table.group_by("method").agg(pl.col("epoch").max()).iter_rows())
+    assert last == {method: 5 if method in ("dpo", "pcpo") else 2 for method in METHODS}
+    assert (table["match_low"] <= table["match_rate"]).all() and (table["match_rate"] <= table["match_high"]).all()
     for method, epoch in [("dpo", 2), ("pcpo", 1), ("pcpo_no_pretrain", 0)]:
         folder = f"start-{'base' if method == 'pcpo_no_pretrain' else 'pretrained'}" if epoch == 0 else method
         metrics = json.loads((tiny_run / "evaluate" / "match" / folder / f"epoch{epoch}" / "metrics.json").read_text())
         row = table.row(by_predicate=(pl.col("method") == method) & (pl.col("epoch") == epoch), named=True)
         assert row["match_rate"] == metrics["match_rate"] and 0 <= row["match_rate"] <= 1
         assert metrics["ads"] == row["ads"] > 0
-    # methods starting from the same model share epoch 0; the one without pre-training starts elsewhere
+    # methods starting from the same model and evaluated alike share epoch 0 (DPO and PCPO on more ads per
+    # product than the other rows); the one without pre-training starts elsewhere
     epoch0 = table.filter(pl.col("epoch") == 0)
-    assert epoch0.filter(pl.col("method") != "pcpo_no_pretrain")["match_rate"].n_unique() == 1
+    assert epoch0.filter(pl.col("method").is_in(["dpo", "pcpo"]))["match_rate"].n_unique() == 1
+    others = epoch0.filter(~pl.col("method").is_in(["dpo", "pcpo", "pcpo_no_pretrain"]))
+    assert others["match_rate"].n_unique() == 1
+    assert others["ads"][0] < epoch0.filter(pl.col("method") == "dpo")["ads"][0]
+    # PCPO minus DPO at every epoch with its paired product-bootstrap interval; epoch 0 is one model: exactly 0
+    paired = pl.read_csv(tiny_run / "tables" / "match_rate_paired.csv")
+    pcpo = paired.filter((pl.col("treatment") == "pcpo") & (pl.col("baseline") == "dpo")).sort("epoch")
+    assert pcpo["epoch"].to_list() == [0, 1, 2, 3, 4, 5]
+    assert (pcpo["difference"][0], pcpo["low"][0], pcpo["high"][0]) == (0, 0, 0)
+    assert ((pcpo["low"] <= pcpo["difference"]) & (pcpo["difference"] <= pcpo["high"])).all()
+    assert "## PCPO against DPO, paired" in (tiny_run / "tables" / "match_rate.md").read_text()
     assert (tiny_run / "figures" / "match_rate.png").stat().st_size > 5000
     assert (tiny_run / "figures" / "contact_sheet.png").stat().st_size > 5000
 
@@ -109,13 +123,19 @@ def test_online_lift_compares_the_papers_four_arms_against_epoch_0(tiny_run):
         served_products = metrics["products"] - data["products_screened_out"]
         assert data["impressions"] == served_products * metrics["impressions_per_product"]
         assert metrics["screen"] and data["served_match_rate"] == 1.0  # only matched ads are served
+    assert [metrics["methods"][m]["epoch"] for m in metrics["methods"]] == [2, 2, 5, 5]  # each arm's last epoch
+    head = next(p for p in metrics["pairwise_separation"] if (p["treatment"], p["baseline"]) == ("pcpo", "dpo"))
+    assert head["lift"]["all"]["low_pct"] <= head["lift"]["all"]["lift_pct"] <= head["lift"]["all"]["high_pct"]
     text = (tiny_run / "tables" / "online_lift.md").read_text()
     assert "CAIG (PCPO)" in text and "(paper 7.4)" in text
 
 
 def test_judge_audit_checks_every_preference_set_against_the_truth(tiny_run):
     audit = pl.read_csv(tiny_run / "tables" / "judge_audit.csv")
-    assert sorted(zip(audit["method"], audit["epoch"])) == sorted((m, e) for m in METHODS for e in (1, 2))
+    epochs = {m: 5 if m in ("dpo", "pcpo") else 2 for m in METHODS}
+    assert sorted(zip(audit["method"], audit["epoch"])) == sorted(
+        (m, e) for m in METHODS for e in range(1, epochs[m] + 1)
+    )
     assert audit["truth_agreement"].is_between(0, 1).all() and (audit["pairs"] > 0).all()
 
 

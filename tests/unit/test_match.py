@@ -28,6 +28,7 @@ from caig.report.preference import (
     metrics_table,
     paper_values,
     parse_run,
+    paired_differences,
     pivot_match_rate,
     plot_match_rate,
     sheet_runs,
@@ -135,7 +136,7 @@ def test_report_tables_figure_and_contact_sheet(tmp_path):
     pivot = pivot_match_rate(table)
     assert pivot.columns == ["method", "epoch 0", "epoch 1"]
     assert pivot.row(0) == ("dpo", 0.75, 0.25) and pivot.row(1) == ("pcpo", 0.75, 0.75)
-    paths = write_tables(table, paper_values(), tmp_path / "tables")
+    paths = write_tables(table, paper_values(), tmp_path / "tables", paired_differences(runs))
     text = paths["markdown"].read_text()
     assert "| dpo | 0.750 | 0.250 | 0.842 / 0.597 |" in text and "0.0400" in text
     assert pl.read_csv(paths["csv"]).height == 4
@@ -160,7 +161,7 @@ def test_match_rate_table_and_figure_carry_the_papers_values(tmp_path):
     methods = ("pcpo", "dpo", "pcpo_no_visual", "pcpo_no_pretrain", "pcpo_vam_rm")
     runs = [EvaluationRun(m, 0, start.path) for m in methods]
     runs += [_evaluation(tmp_path, m, 1, ["available", "color", "scene", "available"], 0.04) for m in methods]
-    paths = write_tables(metrics_table(runs), paper_values(), tmp_path / "tables")
+    paths = write_tables(metrics_table(runs), paper_values(), tmp_path / "tables", paired_differences(runs))
     text = paths["markdown"].read_text()
     assert "| method | epoch 0 | epoch 1 | paper (epoch 0 / epoch 5) |" in text
     for method, paper in [

@@ -271,6 +271,10 @@ def test_experiment_finds_the_better_method_and_not_the_copy():
     assert metrics["impressions_per_bucket"] == 60 * 4000 and served.height == 3 * 60 * 2
     pair = {(p["treatment"], p["baseline"]): p for p in metrics["pairwise_separation"]}
     assert pair[("better", "copy")]["impressions_per_bucket"] is not None
+    # the lift between two methods at the main budget, with the paired interval, overall and per category
+    head = pair[("better", "copy")]["lift"]
+    assert set(head) == {"all", "beauty", "home"} and head["home"]["products"] == 30
+    assert 10 < head["all"]["low_pct"] < head["all"]["lift_pct"] < head["all"]["high_pct"] < 40
     # the whole experiment is a function of its seed
     again, _ = run_experiment([f"P{i}" for i in range(60)], categories, buckets, _settings(), seed=0)
     assert json.dumps(again, sort_keys=True) == json.dumps(metrics, sort_keys=True)
@@ -372,6 +376,18 @@ def test_ads_by_product_requires_enough_ads_and_the_same_products(tmp_path):
     assert ads_by_product(table, ["a", "b"], 1, tmp_path) == [["a0"], ["b0"]]
 
 
+def test_a_buckets_epoch_is_its_evaluations(tmp_path):
+    from caig.evaluate.online import evaluation_epoch
+
+    (tmp_path / "metrics.json").write_text(json.dumps({"method": "dpo", "epoch": 5}))
+    assert evaluation_epoch(tmp_path) == 5
+    assert evaluation_epoch(tmp_path / "metrics.json") is None  # an ads table alone records none
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "metrics.json").write_text("{")
+    with pytest.raises(InputError, match="metrics"):
+        evaluation_epoch(tmp_path / "bad")
+
+
 def test_caig_online_end_to_end_on_a_small_world(tmp_path):
     from caig.sim.oracle import SCENE_FIT, Oracle
     from caig.sim.vocabulary import Background
@@ -422,6 +438,7 @@ def test_caig_online_end_to_end_on_a_small_world(tmp_path):
     assert fit["lift"]["all"]["expected_lift_pct"] > 0 and (truth[1] > truth[0])  # bucket order: control, fit
     assert fit["impressions"] == 24 * 2000 and metrics["impressions_total"] == 2 * 24 * 2000
     assert sum(metrics["categories"].values()) == 24
+    assert metrics["control"]["epoch"] is None and fit["epoch"] is None  # ads tables: no evaluation's epoch
 
     # screened (the default): an ad is served only when the world's judgement calls it a match
     metrics, served = online(tmp_path / "screened")
@@ -504,7 +521,28 @@ def test_online_report_from_metrics_only(tmp_path):
     assert rows.filter(pl.col("category") == "food")["paper_lift_pct"].null_count() == 4
     latex = (tmp_path / "tables" / "online_lift.tex").read_text()
     assert r"\toprule" in latex and r"Computers \& appliances" in latex and "tab:online-lift" in latex
+    head = next(p for p in metrics["pairwise_separation"] if (p["treatment"], p["baseline"]) == ("pcpo", "dpo"))
+    beauty = head["lift"]["beauty"]
+    assert "## CAIG (PCPO) against DPO" in text and "tab:online-pcpo-dpo" in latex
+    assert f"| CAIG (PCPO) over DPO | {head['lift']['all']['lift_pct']:+.1f} [" in text
+    assert f"{beauty['lift_pct']:+.1f} [{beauty['low_pct']:+.1f}, {beauty['high_pct']:+.1f}]" in text
+    assert head["lift"]["all"]["low_pct"] > 0  # PCPO's ads are 1.3 / 0.97 as good as DPO's
     assert (tmp_path / "figures" / "online_separation.png").stat().st_size > 10_000
+
+
+def test_identical_methods_have_no_lift_between_them_and_a_constant_ratio_gives_that_lift():
+    ctr = np.random.default_rng(4).uniform(0.02, 0.06, (30, 2))
+    # uniform traffic: every ad of a product gets the same impressions in both buckets, so a bucket whose every
+    # ad has twice the CTR doubles the clicks up to click noise; the same CTRs give the same expectation
+    settings = _settings(policy="uniform", impressions_per_product=200_000, separation_steps=1)
+    buckets = [_bucket("control", ctr), _bucket("dpo", ctr.copy()), _bucket("same", ctr.copy()),
+               _bucket("pcpo", 2 * ctr)]
+    metrics, _ = run_experiment([f"P{i}" for i in range(30)], ["home"] * 30, buckets, settings, seed=1)
+    pair = {(p["treatment"], p["baseline"]): p["lift"]["all"] for p in metrics["pairwise_separation"]}
+    same = pair[("same", "dpo")]
+    assert same["low_pct"] < 0 < same["high_pct"] and abs(same["lift_pct"]) < 2
+    double = pair[("pcpo", "dpo")]
+    assert double["lift_pct"] == pytest.approx(100, abs=3) and 95 < double["low_pct"] < double["high_pct"] < 105
 
 
 @pytest.mark.parametrize("screen", [True, False])
@@ -519,13 +557,13 @@ def test_online_report_says_whether_the_ads_were_screened(tmp_path, screen):
     traffic = text.split("## Traffic")[1]
     if screen:
         assert "Screened: only ads the world's match judgement calls a fit were served" in text
-        assert "| control (epoch 0) | 3 of 8 (37.5%) | 1 | – |" in traffic
-        assert "| CAIG (PCPO) | 3 of 8 (37.5%) | 1 | 2 |" in traffic  # P0 and P1 compared
+        assert "| control (epoch 0) | – | 3 of 8 (37.5%) | 1 | – |" in traffic
+        assert "| CAIG (PCPO) | – | 3 of 8 (37.5%) | 1 | 2 |" in traffic  # P0 and P1 compared
         assert "only ads matched to their product served" in latex
     else:
         assert "Not screened: every generated ad was served" in text
-        assert "| control (epoch 0) | not screened | 0 | – |" in traffic
-        assert "| CAIG (PCPO) | not screened | 0 | 4 |" in traffic
+        assert "| control (epoch 0) | – | not screened | 0 | – |" in traffic
+        assert "| CAIG (PCPO) | – | not screened | 0 | 4 |" in traffic
         assert "ads served unscreened" in latex
     rows = pl.read_csv(tmp_path / "online_lift.csv").filter(pl.col("method") == "pcpo")
     left_out = dict(zip(rows["category"], rows["products_left_out"]))

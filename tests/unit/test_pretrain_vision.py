@@ -22,6 +22,7 @@ from caig.errors import ConfigError, InputError
 from caig.generate.backends import BackgroundGenerator, WorldRenderer
 from caig.generate.products import ProductInput
 from caig.models import build_llava, load_llava, save_pretrained_model
+from caig.models.description import load_description_head
 from caig.pretrain.data import held_out_products
 from caig.pretrain.vision import (
     AdSet,
@@ -96,7 +97,8 @@ class RecordingRenderer(BackgroundGenerator):
 
 
 def pretrain(model, processor, products, renderer, seed: int = 0, **changes: float) -> dict:
-    return vision_pretrain(
+    """The metrics of a small vision pre-training (the trained head is dropped)."""
+    _, metrics = vision_pretrain(
         model,
         processor,
         products,
@@ -106,6 +108,7 @@ def pretrain(model, processor, products, renderer, seed: int = 0, **changes: flo
         split_seed=SPLIT_SEED,
         seed=seed,
     )
+    return metrics
 
 
 def test_backgrounds_draw_every_slot_uniformly_over_its_phrases_and_none():
@@ -174,7 +177,7 @@ def test_training_lowers_the_loss_on_a_small_set():
     _, targets = token_targets(processor.tokenizer, ads.texts)
     patches, width = tile_features(model, pixels[:1]).shape[1:]
     torch.manual_seed(0)
-    head = DescriptionHead(patches, width, 32, targets.shape[1])
+    head = DescriptionHead(patches, width, 32, list(range(targets.shape[1])))
     settings = small_settings(ads=64, steps=60, batch_size=64, learning_rate=3e-3, log_every=10)
     curve = train_tower(model, head, pixels, targets, settings, torch.Generator().manual_seed(0))
     assert len(curve) == 6 and curve[-1]["step"] == 60
@@ -237,6 +240,10 @@ def test_command_writes_a_base_model_with_a_trained_tower_and_the_same_text_mode
     assert [p["step"] for p in metrics["loss_curve"]] == [4, 8]
     assert set(metrics["probes"]) == {"majority", "before", "after"}
     assert set(metrics["probes"]["after"]) == {*SLOTS, "scale"}
+    head = load_description_head(tmp_path / "base")  # kept beside the model for the reward model's side_desc
+    assert head.token_ids and set(head.token_ids) <= set(range(len(processor.tokenizer)))
+    assert metrics["description_tokens"] == len(head.token_ids)
+    assert head.net[1].in_features == head.patches * head.width
 
 
 def test_presets_and_bad_settings():

@@ -19,16 +19,19 @@ from caig.errors import ConfigError, InputError
 from caig.evaluate.pairs import ceiling_metrics, model_vs_truth
 from caig.instruct import RM_QUESTIONS
 from caig.models import build_llava, save_pretrained_model
+from caig.models.description import DescriptionHead, save_description_head
 from caig.pretrain.products import Product
 from caig.reward import RewardModel
 from caig.reward.eval import argmax_correct, bootstrap_interval, pair_correct, pair_metrics
 from caig.reward.train import (
     PairCollator,
+    catalog_categories,
     build_model,
     head_parameter_groups,
     pair_examples,
     pair_prompts,
     read_pairs,
+    variant_epochs,
     variant_of,
 )
 from caig.training import stage_settings
@@ -67,11 +70,24 @@ def test_the_paper_preset_trains_the_papers_recipe():
     assert stage_settings(moved, "reward").learning_rate == 1e-5  # one rate: they cannot drift apart
 
 
-def test_the_tiny_preset_trains_the_side_readout_in_one_order_with_normal_init_heads_and_one_rate():
+def test_the_tiny_preset_trains_the_side_desc_readout_in_one_order_with_normal_init_heads():
     tiny = compose(["reward=f_full"]).reward  # the tiny preset's measured deviation: config/preset/tiny.yaml
-    assert tiny.readout == "side" and not tiny.both_orders and not tiny.zero_init_heads
+    assert tiny.readout == "side_desc" and not tiny.both_orders and not tiny.zero_init_heads
     assert (tiny.loss.cls_weight, tiny.loss.point_weight, tiny.loss.ctr_scale) == (1.0, 0.5, 1.0)
-    assert stage_settings(compose([]), "reward").head_learning_rate is None
+    assert stage_settings(compose([]), "reward").head_learning_rate == 2e-3  # heads at twice the rate (measured)
+
+
+@pytest.mark.parametrize("name", ["a_base", "b_pretrained"])
+def test_the_generative_rows_train_one_epoch_on_the_tiny_preset_only(name):
+    tiny, paper = compose([f"reward={name}"]), compose(["preset=paper", f"reward={name}"])
+    assert stage_settings(variant_epochs(tiny), "reward").epochs == 1
+    assert stage_settings(variant_epochs(paper), "reward").epochs == stage_settings(paper, "reward").epochs == 10
+    full = compose(["reward=f_full"])
+    assert stage_settings(variant_epochs(full), "reward").epochs == stage_settings(full, "reward").epochs
+    with pytest.raises(ConfigError, match="reward.epochs.tiny=0"):
+        variant_epochs(compose([f"reward={name}", "reward.epochs.tiny=0"]))
+    with pytest.raises(ConfigError, match="reward.epochs=3"):
+        variant_epochs(compose([f"reward={name}", "reward.epochs=3"]))
 
 
 def test_a_config_without_a_variant_is_a_config_error():
@@ -212,10 +228,29 @@ def test_the_readout_setting_reaches_the_model_and_is_checked(tiny, tmp_path):
         build_model(variant_of(cfg), base, cfg)
 
 
+def test_side_desc_reads_the_description_head_and_one_hots_the_catalogs_categories(tiny, tmp_path):
+    base = save_pretrained_model(*tiny, tmp_path / "base")
+    head = DescriptionHead(16, tiny[0].config.text_config.hidden_size, 8, token_ids=[5, 6, 7])
+    save_description_head(head, base)
+    cfg = compose(["reward=f_full"])
+    with pytest.raises(ConfigError, match="--description-head"):
+        build_model(variant_of(cfg), base, cfg)
+    categories = catalog_categories(
+        {**PRODUCTS, "P3": Product("P3", "p3.png", {"title": "Pen", "category": "office"}, "A pen.")}
+    )
+    assert categories == ["office"]
+    model, _ = build_model(variant_of(cfg), base, cfg, description_head=base, categories=categories)
+    hidden = tiny[0].config.text_config.hidden_size
+    assert model.readout == "side_desc" and model.cls_head.in_features == 3 * hidden + 3 * (1 + 1)
+    assert model.describer.head.token_ids == [5, 6, 7] and len(model.category_tokens) == 1
+    for key, value in model.describer.vision_tower.state_dict().items():  # the vision pre-training's tower
+        assert torch.equal(value, tiny[0].model.vision_tower.state_dict()[key])
+
+
 @pytest.mark.parametrize("zero_init", [False, True])
 def test_heads_start_from_the_normal_init_unless_zero_init_heads(tiny, tmp_path, zero_init):
     base = save_pretrained_model(*tiny, tmp_path / "base")
-    cfg = compose(["reward=f_full", f"reward.zero_init_heads={str(zero_init).lower()}"])
+    cfg = compose(["reward=f_full", "reward.readout=side", f"reward.zero_init_heads={str(zero_init).lower()}"])
     model, _ = build_model(variant_of(cfg), base, cfg)
     for head in (model.cls_head, model.ctr_head):
         assert bool(torch.all(head.weight == 0)) == zero_init

@@ -173,3 +173,68 @@ def test_run_training_resumes_after_a_preemption_and_cleans_up(tmp_path):
     assert metrics["global_step"] == 16  # 64 rows / 8 per step * 2 epochs, counted from the checkpoint
     assert (out / "done").read_text() == "ok"
     assert not checkpoint_dir(out).exists()
+
+
+# ---- training curves: TensorBoard event files beside the output -------------------------------------------
+
+
+def test_a_default_config_run_writes_its_loss_curve_beside_the_output(tmp_path):
+    from caig.logs import event_dir
+    from caig.report.curves import read_curve
+
+    cfg = compose(
+        [
+            "preset=tiny",
+            "train.deepspeed=null",
+            "train.reward.per_device_batch_size=8",
+            "train.reward.epochs=1",
+            "train.logging_steps=2",
+        ]
+    )
+    assert cfg.train.report_to == "tensorboard"  # the default, not set above
+    out = tmp_path / "model"
+    stale = event_dir(out) / "events.out.tfevents.0.stale"
+    stale.parent.mkdir()
+    stale.write_bytes(b"")  # an earlier run's file: a fresh start drops it
+
+    def save(path: Path) -> None:
+        path.mkdir()
+        (path / "done").write_text("ok")
+
+    run_training(_toy_trainer(cfg, out), out, save)
+    files = list(event_dir(out).glob("events.out.tfevents.*"))
+    assert len(files) == 1 and files[0] != stale
+    curve = read_curve(event_dir(out), "train/loss")
+    assert [step for step, _ in curve] == [2, 4, 6, 8]  # 64 rows / 8 per step, a record every 2 steps
+    assert all(value > 0 for _, value in curve)
+    assert sorted(p.name for p in out.iterdir()) == ["done"]  # the output folder holds the model alone
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("tensorboard", ["tensorboard"]), ("none", []), ("[tensorboard,mlflow]", ["tensorboard", "mlflow"])],
+)
+def test_report_to_takes_a_name_a_list_or_none(value, expected):
+    from caig.training import report_to
+
+    assert report_to(compose(["preset=tiny", f"train.report_to={value}"])) == expected
+
+
+def test_an_unknown_report_to_names_the_key_and_the_choices():
+    from caig.training import report_to
+
+    with pytest.raises(ConfigError, match=r"train.report_to=.*'comet'.*tensorboard"):
+        report_to(compose(["preset=tiny", "train.report_to=comet"]))
+
+
+def test_scalar_log_writes_only_when_tensorboard_is_on(tmp_path):
+    from caig.logs import event_dir
+    from caig.report.curves import read_curve
+    from caig.training import ScalarLog
+
+    for value, out in (("tensorboard", tmp_path / "on"), ("none", tmp_path / "off")):
+        with ScalarLog(compose(["preset=tiny", f"train.report_to={value}"]), out, fresh=True) as curves:
+            curves.add(1, {"train/loss": 2.0})
+            curves.add(2, {"train/loss": 1.5})
+    assert read_curve(event_dir(tmp_path / "on")) == [(1, 2.0), (2, 1.5)]
+    assert not event_dir(tmp_path / "off").exists()

@@ -165,6 +165,14 @@ def reward_backbone(wildcards):
     return rules.pretrain.output.model if init == "pretrained" else base_model()
 
 
+def reward_description_head(wildcards):
+    """Where a classifier variant with the side_desc readout reads the description head: the vision
+    pre-training's model directory (the base model); nothing for every other variant."""
+    node = composed_for(reward_overrides("reward-train")(wildcards))["reward"]
+    reads_head = node["kind"] == "classifier" and node.get("readout") == "side_desc"
+    return base_model() if reads_head else []
+
+
 def reward_overrides(command):
     return lambda wildcards: shlex.join(
         [
@@ -212,11 +220,6 @@ METHODS = PREFERENCE.get(
         "pcpo_cg4ctr_rm",
     ],
 )
-# N of Algorithm 1: config.yaml's preference.epochs, else the preset's (Hydra preference.epochs).
-EPOCHS = int(
-    PREFERENCE.get("epochs")
-    or composed_for(stage_overrides("preference-train"))["preference"]["epochs"]
-)
 # The reward model behind every method's RM win rate in the match-rate table: the full CAIG RM (one judge for
 # all methods, so the column compares them); each method's own judge is its config's preference.reward_model.
 WIN_RATE_RM = "f_full"
@@ -227,6 +230,14 @@ def method_settings(method):
     return composed_for(preference_overrides("preference-train")({"method": method}))[
         "preference"
     ]
+
+
+@functools.cache
+def method_epochs(method):
+    """N of Algorithm 1 for a method: config.yaml's preference.epochs, else the method's composed
+    preference.epochs (the tiny preset runs the paper's 5 for DPO and PCPO, fewer for the other rows).
+    """
+    return int(PREFERENCE.get("epochs") or method_settings(method)["epochs"])
 
 
 def method_init(method):
@@ -328,12 +339,20 @@ def judge_folder(method):
 
 @functools.cache
 def eval0_folder(method):
-    """Where a method's epoch-0 match-rate evaluation lives: start-<init>, shared by the methods with that
-    initial model that evaluate alike, else the method's own folder.
+    """Where a method's epoch-0 match-rate evaluation lives: start-<init>, shared by the largest group of methods
+    with that initial model that evaluate alike; start-<init>-<first method> for another such group (e.g. rows
+    evaluated on more ads); the method's own folder when no other method evaluates alike.
     """
     candidates = tuple(m for m in METHODS if init_run(m) == init_run(method))
-    shared = method in sharing(candidates, "evaluate-match", MATCH_SETTINGS)
-    return init_run(method) if shared else method
+    if method in sharing(candidates, "evaluate-match", MATCH_SETTINGS):
+        return init_run(method)
+    key = settings_key(method, "evaluate-match", MATCH_SETTINGS)
+    alike = [
+        m
+        for m in candidates
+        if settings_key(m, "evaluate-match", MATCH_SETTINGS) == key
+    ]
+    return f"{init_run(method)}-{alike[0]}" if len(alike) > 1 else method
 
 
 def run_method(run, command=None):
@@ -369,7 +388,11 @@ def judged_ads(wildcards):
 
 def preference_sets():
     """Every (method, epoch) preference set of the study, in table order (epoch 1 may be a shared file)."""
-    return {(m, e): preference_set(m, e) for m in METHODS for e in range(1, EPOCHS + 1)}
+    return {
+        (m, e): preference_set(m, e)
+        for m in METHODS
+        for e in range(1, method_epochs(m) + 1)
+    }
 
 
 def model_of(method, epoch):
@@ -442,7 +465,9 @@ def match_options(wildcards, input):
 
 def match_folders():
     """Every (method, epoch) evaluation folder of the study, in table order."""
-    return {(m, e): match_run(m, e) for m in METHODS for e in range(EPOCHS + 1)}
+    return {
+        (m, e): match_run(m, e) for m in METHODS for e in range(method_epochs(m) + 1)
+    }
 
 
 # ---------------------------------------------------------------------------------------------- online A/B
@@ -472,11 +497,15 @@ def online_methods():
 
 
 def online_inputs(wildcards):
-    """The control's epoch-0 evaluation, each compared method's last-epoch evaluation, and the catalog."""
+    """The control's epoch-0 evaluation, each compared method's last-epoch evaluation (its own N), and the
+    catalog."""
     return {
         "control": match_run(str(online_config().control), 0),
         "catalog": rules.ingest.output.catalog,
-        **{method: match_run(method, EPOCHS) for method in online_methods()},
+        **{
+            method: match_run(method, method_epochs(method))
+            for method in online_methods()
+        },
     }
 
 
@@ -496,8 +525,23 @@ def table_targets():
         rules.data_report.output.markdown,
         rules.data_report.output.figure,
         rules.pretrain_report.output.figure,
+        rules.training_curves.output.figure,
         *rules.reward_tables.output,
         *rules.preference_report.output,
         *rules.online_table.output,
         *(rules.judge_audit.output if SOURCE == "synthetic" else []),
     ]
+
+
+def training_curve_runs():
+    """The training jobs drawn by training_curves, as `caig training-curves --run` names and outputs: the reward
+    model variants, the baselines, and every preference epoch of every method (its epochs joined on one line).
+    """
+    runs = [(f"reward model/{name}", f"{REWARD}/{name}/model") for name in RM_VARIANTS]
+    runs += [(f"baselines/{name}", f"{REWARD}/{name}/model") for name in RM_BASELINES]
+    runs += [
+        (f"preference/{method}/{epoch}", f"{PREF}/{method}/epoch{epoch}/train")
+        for method in METHODS
+        for epoch in range(1, method_epochs(method) + 1)
+    ]
+    return runs

@@ -27,7 +27,8 @@ rule evaluate_match:
 
 
 rule preference_report:
-    """Match rate over epochs per method (Markdown, CSV, LaTeX), its figure, and a contact sheet of sample ads."""
+    """Match rate over epochs per method (Markdown, CSV, LaTeX), PCPO minus DPO with a paired interval, its
+    figure, and a contact sheet of sample ads."""
     input:
         folders=lambda wc: sorted(set(match_folders().values())),
     output:
@@ -37,6 +38,7 @@ rule preference_report:
             category="Preference",
         ),
         csv=f"{RUN}/tables/match_rate.csv",
+        paired=f"{RUN}/tables/match_rate_paired.csv",
         latex=f"{RUN}/tables/match_rate.tex",
         figure=report(
             f"{RUN}/figures/match_rate.png",

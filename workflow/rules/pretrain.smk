@@ -82,6 +82,7 @@ if VISION_PRETRAIN:
                 "model",
                 "generate",
                 "train.torch_threads",
+                "train.report_to",
                 "data.pairs.test_fraction",
                 "data.pairs.seed",
                 "seed",

@@ -7,12 +7,14 @@
 
 
 # One reward-model variant: LLaVA-NeXT on concatenated pair images + C_RM; DeepSpeed; checkpoints in
-# model.ckpt/ (resumed after a preemption).
+# model.ckpt/ (resumed after a preemption). The tiny side_desc readout also reads the base model's description
+# head (caig vision-pretrain).
 rule reward_train:
     input:
         pairs=rules.pairs.output.train,
         catalog=rules.ingest.output.catalog,
         base=reward_backbone,
+        description_head=reward_description_head,
     output:
         model=directory(f"{REWARD}/{{variant}}/model"),
         metrics=f"{REWARD}/{{variant}}/train_metrics.json",
@@ -25,13 +27,19 @@ rule reward_train:
     conda:
         ENV
     params:
+        description_head=lambda wc, input: (
+            f"--description-head {input.description_head}"
+            if input.description_head
+            else ""
+        ),
         overrides=reward_overrides("reward-train"),
         settings=settings_of(
             reward_overrides("reward-train"), "reward", "train", "model", "seed"
         ),
     shell:
         "exec caig launch -- reward-train --pairs {input.pairs} --catalog {input.catalog} --base {input.base}"
-        " --out {output.model} --metrics {output.metrics} {params.overrides} 2> {log}"
+        " {params.description_head} --out {output.model} --metrics {output.metrics} {params.overrides}"
+        " 2> {log}"
 
 
 # A baseline of the comparison (VAM, CG4CTR: docs/baselines.md) on the same train pairs; one GPU.
