@@ -13,7 +13,8 @@ The set keeps the RM probabilities, the question asked and both candidates' seed
 inspected and reused.
 
 ``caig judge --ads FILE --catalog FILE --reward-model DIR --out DIR`` writes ``preferences.parquet`` and
-``summary.json``.
+``summary.json``. It scores the pairs chunk by chunk and resumes after a kill at the first unfinished chunk
+(``caig.generate.chunks``); the preference set is chosen from all scored pairs at the end.
 """
 
 from __future__ import annotations
@@ -155,13 +156,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, cfg: DictConfig) -> None:
+    from caig.generate.chunks import (
+        ChunkStore, ChunkWork, chunk_products, parts_folder, plan_chunks, work_digest, work_through,
+    )
     from caig.generate.sampling import load_products
     from caig.preference.render import read_candidates
-    from caig.preference.sharding import gather_in_order, join_world, local_device, my_share
+    from caig.preference.sharding import join_world, local_device
     from caig.reward.judging import PairJudge
     from caig.training import configure_threads
 
-    world = join_world()  # under caig launch: one rank per GPU, each judging every N-th product
+    world = join_world()  # under caig launch: one rank per GPU, each judging every N-th product of a chunk
     configure_threads(cfg)  # train.torch_threads: one thread per job on a shared CPU (tiny preset)
     settings = cfg.preference.judge
     ads = read_candidates(
@@ -172,6 +176,15 @@ def run(args: argparse.Namespace, cfg: DictConfig) -> None:
     if len(products) != len(order):
         missing = sorted(set(order) - set(products))
         raise InputError(f"ads name products not in the catalog, e.g. {missing[:3]}", file=args.ads)
+    ads_dir = args.ads.parent
+    digest = work_digest(
+        "judge",
+        {"ads": ads_dir, "catalog": args.catalog, "reward_model": args.reward_model},
+        cfg,
+        ("seed", "preference.dtype", "preference.judge", "model.pair_image_size"),
+        epoch=args.epoch, ads_root=ads_dir.resolve(), image_root=args.image_root, ranks=world.size,
+    ) if world.is_main else ""
+    store = ChunkStore(parts_folder(args.out), digest, plan_chunks(order, chunk_products(cfg)))
     reward_model = PairJudge(
         args.reward_model,
         dtype=str(cfg.preference.dtype),
@@ -179,22 +192,27 @@ def run(args: argparse.Namespace, cfg: DictConfig) -> None:
         pair_size=int(cfg.model.pair_image_size),
         batch_size=int(settings.batch_size),
     )
-    part = score_candidate_pairs(
-        reward_model,
-        ads.filter(pl.col("product_id").is_in(my_share(order, world))),
-        args.ads.parent,
-        products,
-        seed=int(cfg.seed),
-        stream=args.epoch,
-        caption=bool(settings.caption),
-        info=bool(settings.info),
-    )
-    scored = gather_in_order(part, "product_id", order, world)
-    if scored is None:
-        return  # not the main rank
-    preferences, counts = judge(scored, float(settings.margin))
+
+    def score_share(ids: list[str]) -> ChunkWork:
+        scored = score_candidate_pairs(
+            reward_model,
+            ads.filter(pl.col("product_id").is_in(ids)),
+            ads_dir,
+            products,
+            seed=int(cfg.seed),
+            stream=args.epoch,
+            caption=bool(settings.caption),
+            info=bool(settings.info),
+        )
+        return ChunkWork(scored)
+
+    work_through(store, world, score_share)
+    if not world.is_main:
+        return
+    preferences, counts = judge(store.table(), float(settings.margin))
     write_parquet(preferences, args.out / "preferences.parquet")
     write_json({"epoch": args.epoch, "reward_model": str(args.reward_model), **counts}, args.out / "summary.json")
+    store.remove()
     log.info(
         "%d pairs: %d preferences kept, %d ties (|p - 0.5| < margin %g, or <= %g) dropped -> %s",
         counts["pairs"], counts["kept"], counts["ties_dropped"], counts["margin"], TIE_TOLERANCE, args.out,

@@ -10,7 +10,8 @@ the next attempt's seed, so a preference pair never compares a description with 
 
 ``caig sample --model DIR --catalog FILE --products FILE --role train|heldout --epoch E --out DIR``
 writes ``candidates.parquet`` (product_id, candidate, instruction_index, instruction, description, seed,
-attempt) and ``summary.json``.
+attempt) and ``summary.json``. It samples the products chunk by chunk and resumes after a kill at the first
+unfinished chunk (``caig.generate.chunks``).
 """
 
 from __future__ import annotations
@@ -317,43 +318,59 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, cfg: DictConfig) -> None:
+    from caig.generate.chunks import (
+        ChunkStore, ChunkWork, chunk_products, parts_folder, plan_chunks, work_digest, work_through,
+    )
     from caig.models import load_llava
     from caig.preference.products import products_for
-    from caig.preference.sharding import gather_in_order, gather_objects, join_world, local_device, my_share
+    from caig.preference.sharding import join_world, local_device
     from caig.training import configure_threads
 
     if args.epoch < 0:
         raise InputError(f"--epoch must be >= 0, got {args.epoch}")
-    world = join_world()  # under caig launch: one rank per GPU, each sampling every N-th product
+    world = join_world()  # under caig launch: one rank per GPU, each sampling every N-th product of a chunk
     configure_threads(cfg)  # train.torch_threads: one thread per job on a shared CPU (tiny preset)
     settings = cfg.preference.sample
     products = load_products(args.catalog, args.image_root)
     if args.products is not None:
         products = select_products(products, products_for(args.products, args.role), args.products)
+    by_id = {p.product_id: p for p in products}
+    chunks = plan_chunks([p.product_id for p in products], chunk_products(cfg))
+    inputs = {"model": args.model, "catalog": args.catalog, **({"products": args.products} if args.products else {})}
+    digest = work_digest(
+        "sample", inputs, cfg, ("seed", "preference.dtype", "preference.sample"),
+        role=args.role, epoch=args.epoch, image_root=args.image_root, ranks=world.size,
+    ) if world.is_main else ""
+    store = ChunkStore(parts_folder(args.out), digest, chunks)
     model, processor = load_llava(args.model, dtype=str(cfg.preference.dtype))
-    frame, counts = sample_candidates(
-        model.to(local_device()),
-        processor,
-        my_share(products, world),
-        seed=int(cfg.seed),
-        stream=args.epoch,
-        n_candidates=int(settings.candidates),
-        distinct=True,
-        max_attempts=int(settings.max_attempts),
-        max_new_tokens=int(settings.max_new_tokens),
-        temperature=float(settings.temperature),
-        top_k=int(settings.top_k),
-        top_p=float(settings.top_p),
-        batch_size=int(settings.batch_size),
-    )
-    frame = gather_in_order(frame, "product_id", [p.product_id for p in products], world)
-    all_counts = gather_objects(counts, world)
-    if frame is None or all_counts is None:
-        return  # not the main rank
-    counts = {key: sum(c[key] for c in all_counts) for key in counts}
+    model = model.to(local_device())
+
+    def sample_share(ids: list[str]) -> ChunkWork:
+        frame, counts = sample_candidates(
+            model,
+            processor,
+            [by_id[pid] for pid in ids],
+            seed=int(cfg.seed),
+            stream=args.epoch,
+            n_candidates=int(settings.candidates),
+            distinct=True,
+            max_attempts=int(settings.max_attempts),
+            max_new_tokens=int(settings.max_new_tokens),
+            temperature=float(settings.temperature),
+            top_k=int(settings.top_k),
+            top_p=float(settings.top_p),
+            batch_size=int(settings.batch_size),
+        )
+        return ChunkWork(frame, counts)
+
+    work_through(store, world, sample_share)
+    if not world.is_main:
+        return
+    frame, counts = store.table(), store.counts()
     write_parquet(frame, args.out / "candidates.parquet")
     summary = {"epoch": args.epoch, "role": args.role, "model": str(args.model), "ranks": world.size, **counts}
     write_json(summary, args.out / "summary.json")
+    store.remove()
     log.info(
         "%d products -> %d candidates (%d resampled, %d products left out with equal candidates) -> %s",
         counts["products"], frame.height, counts["resampled"], counts["left_out_duplicates"], args.out,

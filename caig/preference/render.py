@@ -5,8 +5,12 @@
 to DIR, and ``render_seed``). ``preference.render.seed_per`` says where the diffusion seed comes from: ``product``
 (default, as in the authors' code): both candidates of a product share one seed, derived from the run seed and the
 product id, so the pair differs only through its descriptions and the reward model judges those, not the noise;
-``candidate``: each candidate its own seed, derived from its sampling seed. Under ``caig launch`` each rank renders
-every N-th product into ``DIR.partial``, renamed to DIR when complete.
+``candidate``: each candidate its own seed, derived from its sampling seed.
+
+The products are rendered chunk by chunk into ``DIR.parts/ads/``, each chunk's record listing its images
+(``caig.generate.chunks``), so a killed attempt resumes at the first unfinished chunk. Under ``caig launch`` each
+rank renders every N-th product of a chunk. Once all chunks are finished, the images folder is moved (not copied)
+into ``DIR.partial`` beside the table, and that is renamed to DIR.
 """
 
 from __future__ import annotations
@@ -122,10 +126,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, cfg: DictConfig) -> None:
+    from caig.generate.chunks import (
+        ChunkStore, ChunkWork, chunk_products, parts_folder, plan_chunks, work_digest, work_through,
+    )
     from caig.preference.products import load_product_images
-    from caig.preference.sharding import barrier, gather_in_order, join_world, my_share
+    from caig.preference.sharding import join_world
 
-    world = join_world()  # under caig launch: one rank per GPU, each rendering every N-th product
+    world = join_world()  # under caig launch: one rank per GPU, each rendering every N-th product of a chunk
     candidates = read_candidates(args.candidates, ("product_id", "candidate", "description", "seed"))
     order = list(dict.fromkeys(candidates.get_column("product_id").to_list()))
     wanted = set(order)
@@ -136,22 +143,32 @@ def run(args: argparse.Namespace, cfg: DictConfig) -> None:
         raise InputError(f"candidates name products not in the catalog, e.g. {missing[:3]}", file=args.candidates)
     seed_per = check_seed_per(cfg.preference.render.seed_per)
     generator = make_generator(cfg)
-    staging = Path(f"{args.out}.partial")  # every rank writes here; renamed to --out once complete
+    parts = parts_folder(args.out)
+    staging = Path(f"{args.out}.partial")  # the assembled output, renamed to --out once complete
     if world.is_main:
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-    barrier(world)
-    mine = candidates.filter(pl.col("product_id").is_in(my_share(order, world)))
-    seeds = render_seeds(mine, seed_per, int(cfg.seed))
-    table = gather_in_order(
-        render_candidates(generator, products, mine, staging, seeds=seeds), "product_id", order, world
-    )
-    if table is None:
-        return  # not the main rank
+        _recover_images(staging, parts)
+    digest = work_digest(
+        "render", {"candidates": args.candidates, "catalog": args.catalog}, cfg,
+        ("seed", "preference.render", "generate"), image_root=args.image_root, ranks=world.size,
+    ) if world.is_main else ""
+    store = ChunkStore(parts, digest, plan_chunks(order, chunk_products(cfg)), files_dir=IMAGES_DIR)
+
+    def render_share(ids: list[str]) -> ChunkWork:
+        mine = candidates.filter(pl.col("product_id").is_in(ids))
+        table = render_candidates(generator, products, mine, parts, seeds=render_seeds(mine, seed_per, int(cfg.seed)))
+        return ChunkWork(table, files={name: (parts / name).stat().st_size for name in table.get_column("image")})
+
+    work_through(store, world, render_share)
+    if not world.is_main:
+        return
+    table = store.table()
+    shutil.rmtree(staging, ignore_errors=True)
     write_parquet(table, staging / INDEX_FILE)
+    os.replace(parts / IMAGES_DIR, staging / IMAGES_DIR)  # one rename moves every image
     if args.out.exists():
         shutil.rmtree(args.out)
     os.replace(staging, args.out)
+    store.remove()
     log.info(
         "rendered %d ads with the %s back end, one seed per %s -> %s",
         table.height,
@@ -159,3 +176,14 @@ def run(args: argparse.Namespace, cfg: DictConfig) -> None:
         seed_per,
         args.out,
     )
+
+
+def _recover_images(staging: Path, parts: Path) -> None:
+    """Undo an assembly that a kill interrupted: the images go back to the parts folder, whose records list them;
+    the staging folder is dropped."""
+    images = staging / IMAGES_DIR
+    if images.is_dir() and not (parts / IMAGES_DIR).exists():
+        parts.mkdir(parents=True, exist_ok=True)
+        os.replace(images, parts / IMAGES_DIR)
+        log.info("moved the images of an interrupted assembly back to %s", parts)
+    shutil.rmtree(staging, ignore_errors=True)

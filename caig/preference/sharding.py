@@ -1,5 +1,6 @@
 """Data parallelism for the inference steps (sample, render, judge): under ``caig launch`` every rank takes
-every N-th product on its own GPU, and the main rank assembles the output in the original order.
+every N-th product of each chunk (``caig.generate.chunks``) on its own GPU, and the main rank assembles the chunk in
+the original order and records it.
 
 On the paper preset an epoch samples, renders and judges ~64K candidates; one rank per GPU divides that by
 the node's GPU count. A process started without a multi-rank launcher is a world of one: nothing is
@@ -64,6 +65,17 @@ def gather_objects(obj: T, world: World) -> list[T] | None:
     gathered: list[T | None] = [None] * world.size
     dist.all_gather_object(gathered, obj)
     return [item for item in gathered if item is not None] if world.is_main else None
+
+
+def broadcast_object(obj: T | None, world: World) -> T | None:
+    """The main rank's ``obj`` on every rank (``obj`` itself in a world of one)."""
+    if not world.distributed:
+        return obj
+    import torch.distributed as dist
+
+    box = [obj if world.is_main else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def gather_in_order(part: pl.DataFrame, key: str, order: Sequence[str], world: World) -> pl.DataFrame | None:

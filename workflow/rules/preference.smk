@@ -10,6 +10,9 @@
 # under start-<init>-<judge>/ (common.smk: sample_folder, judge_folder); a method that differs gets its own
 # folder. From epoch 2 on every method has its own folder. Sample, render, judge and train run under
 # `caig launch`: one rank per GPU of the node (each handles every N-th product), one process on a CPU.
+# Sample, render and judge work in chunks of `preference.chunk_products` products kept in <output>.parts/, so a
+# killed attempt resumes at the first unfinished chunk (caig/generate/chunks.py). The chunk size is one of their
+# settings: where chunks cut a batch, floats can move in their last bits (the judge's probabilities on CPU).
 
 
 wildcard_constraints:
@@ -55,7 +58,7 @@ rule sample:
     params:
         out=parent_of("candidates"),
         overrides=preference_overrides("sample"),
-        settings=settings_of(preference_overrides("sample"), *SAMPLE_SETTINGS),
+        settings=settings_of(preference_overrides("sample"), *SAMPLE_SETTINGS, "preference.chunk_products"),
     shell:
         "exec caig launch -- sample --model {input.model} --catalog {input.catalog} --products {input.products}"
         " --role train"
@@ -77,7 +80,7 @@ rule render:
         ENV
     params:
         overrides=preference_overrides("render"),
-        settings=settings_of(preference_overrides("render"), *RENDER_SETTINGS),
+        settings=settings_of(preference_overrides("render"), *RENDER_SETTINGS, "preference.chunk_products"),
     shell:
         "exec caig launch -- render --candidates {input.candidates} --catalog {input.catalog} --out {output.ads}"
         " {params.overrides} 2> {log}"
@@ -101,7 +104,7 @@ rule judge:
     params:
         out=parent_of("preferences"),
         overrides=preference_overrides("judge"),
-        settings=settings_of(preference_overrides("judge"), *JUDGE_SETTINGS),
+        settings=settings_of(preference_overrides("judge"), *JUDGE_SETTINGS, "preference.chunk_products"),
     shell:
         "exec caig launch -- judge --ads {input.ads}/ads.parquet --catalog {input.catalog}"
         " --reward-model {input.reward_model}"
