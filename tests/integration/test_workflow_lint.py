@@ -85,7 +85,9 @@ def test_a_method_that_samples_differently_gets_its_own_epoch1_and_epoch0_folder
         "start-pretrained-cg4ctr",
         "start-base-f_full",
     }
-    assert evaluated == {"dpo", "start-pretrained", "start-base"}
+    # dpo evaluates alone; pcpo, the other method evaluated on 3 ads a product (preference.study), is then alone
+    # in its group too; the 2-ad rows keep sharing start-pretrained
+    assert evaluated == {"dpo", "pcpo", "start-pretrained", "start-base"}
     # dpo's own epoch-1 sample starts from the pre-trained model with its own temperature
     command = next(
         line for line in text.splitlines() if "sample --model" in line and "preference/dpo/epoch1" in line
@@ -115,12 +117,14 @@ def test_a_method_that_judges_differently_shares_the_candidates_but_judges_and_e
     }
     match = "results/tiny/evaluate/match"
     epoch0 = {out: c for out, c in commands.items() if out.endswith("/epoch0")}
-    assert set(epoch0) == {f"{match}/{run}/epoch0" for run in ("dpo", "start-pretrained", "start-base")}
+    runs = ("dpo", "pcpo", "start-pretrained", "start-base")
+    assert set(epoch0) == {f"{match}/{run}/epoch0" for run in runs}
     assert "preference=dpo" in epoch0[f"{match}/dpo/epoch0"]
-    # the shared folder composes the config of the first method that evaluates alike
-    assert "preference=pcpo " in epoch0[f"{match}/start-pretrained/epoch0"]
+    # the shared folder composes the config of the first method that evaluates alike (the 2-ad rows)
+    assert "preference=pcpo_no_textual " in epoch0[f"{match}/start-pretrained/epoch0"]
     assert f"--baseline {match}/dpo/epoch0" in commands[f"{match}/dpo/epoch1"]
-    assert f"--baseline {match}/start-pretrained/epoch0" in commands[f"{match}/pcpo/epoch1"]
+    assert f"--baseline {match}/pcpo/epoch0" in commands[f"{match}/pcpo/epoch1"]
+    assert f"--baseline {match}/start-pretrained/epoch0" in commands[f"{match}/pcpo_no_visual/epoch1"]
     samples = {
         re.search(r"preference/([\w-]+)/epoch1/sample", line)[1]
         for line in text.splitlines()
