@@ -58,7 +58,11 @@ rule sample:
     params:
         out=parent_of("candidates"),
         overrides=preference_overrides("sample"),
-        settings=settings_of(preference_overrides("sample"), *SAMPLE_SETTINGS, "preference.chunk_products"),
+        settings=settings_of(
+            preference_overrides("sample"),
+            *SAMPLE_SETTINGS,
+            "preference.chunk_products",
+        ),
     shell:
         "exec caig launch -- sample --model {input.model} --catalog {input.catalog} --products {input.products}"
         " --role train"
@@ -80,7 +84,11 @@ rule render:
         ENV
     params:
         overrides=preference_overrides("render"),
-        settings=settings_of(preference_overrides("render"), *RENDER_SETTINGS, "preference.chunk_products"),
+        settings=settings_of(
+            preference_overrides("render"),
+            *RENDER_SETTINGS,
+            "preference.chunk_products",
+        ),
     shell:
         "exec caig launch -- render --candidates {input.candidates} --catalog {input.catalog} --out {output.ads}"
         " {params.overrides} 2> {log}"
@@ -104,7 +112,9 @@ rule judge:
     params:
         out=parent_of("preferences"),
         overrides=preference_overrides("judge"),
-        settings=settings_of(preference_overrides("judge"), *JUDGE_SETTINGS, "preference.chunk_products"),
+        settings=settings_of(
+            preference_overrides("judge"), *JUDGE_SETTINGS, "preference.chunk_products"
+        ),
     shell:
         "exec caig launch -- judge --ads {input.ads}/ads.parquet --catalog {input.catalog}"
         " --reward-model {input.reward_model}"
