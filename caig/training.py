@@ -26,17 +26,22 @@ import shutil
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from transformers import Trainer, TrainingArguments, set_seed
 
 from caig.config import REPO_ROOT
 from caig.errors import ConfigError
 from caig.launch.dist import current, init_distributed
-from caig.launch.preemption import PreemptionCallback, checkpoint_dir, finish, last_checkpoint
 from caig.logs import event_dir, get_logger
+
+if TYPE_CHECKING:
+    from transformers import Trainer, TrainingArguments
+
+# transformers' Trainer and caig.launch.preemption (which subclasses its callbacks) are imported where they are
+# used: the jobs that only read configure_threads or ScalarLog (sample, judge, evaluate, reward-eval: ~60 per
+# tiny run) then skip ~0.7 s of imports each.
 
 DEEPSPEED_DIR = REPO_ROOT / "config" / "deepspeed"
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -311,6 +316,10 @@ def training_arguments(
     world_size: int | None = None,
 ) -> TrainingArguments:
     """TrainingArguments for ``stage`` writing checkpoints to ``<output>.ckpt`` (see caig.launch.preemption)."""
+    from transformers import TrainingArguments
+
+    from caig.launch.preemption import checkpoint_dir
+
     settings = stage_settings(cfg, stage)
     return TrainingArguments(
         **trainer_arguments(cfg, settings, hidden_size=hidden_size, world_size=world_size),
@@ -394,6 +403,8 @@ class ScalarLog:
 # ---------------------------------------------------------------------------------------------- running
 def start(cfg: DictConfig | Mapping[str, Any]) -> None:
     """Common start of a training command: join the launcher's process group, seed, set CPU threads."""
+    from transformers import set_seed
+
     init_distributed()
     set_seed(int(harness_setting(cfg, "seed")))
     configure_threads(cfg)
@@ -421,6 +432,8 @@ def run_training(trainer: Trainer, output: str | Path, save: Callable[[Path], No
     (``caig.launch.preemption.Preempted``); the rerun resumes from it. TensorBoard curves go to
     ``caig.logs.event_dir(output)`` (see ``send_events``). Returns the Trainer's metrics.
     """
+    from caig.launch.preemption import PreemptionCallback, finish, last_checkpoint
+
     output = Path(output)
     trainer.add_callback(PreemptionCallback())
     resume = last_checkpoint(output)

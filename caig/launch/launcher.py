@@ -45,6 +45,9 @@ DIST_VARS = ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "
 # How long torchrun waits for workers to finish a checkpoint after SIGTERM before it kills them; the
 # same 15 minutes as the early warning profiles/slurm asks Slurm for (--signal=TERM@900).
 SHUTDOWN_GRACE_SECONDS = 900
+# Present where an NVIDIA driver runs: its /proc entry on Linux, the paravirtual GPU device under WSL 2.
+NVIDIA_DRIVER_MARKS = ("/proc/driver/nvidia/version", "/dev/dxg")
+
 
 
 @dataclass(frozen=True)
@@ -67,20 +70,28 @@ class LaunchPlan:
         return " ".join([*assignments, shlex.join(self.argv)])
 
 
-def visible_gpus(env: Mapping[str, str] | None = None) -> int:
+def nvidia_driver_loaded(marks: Sequence[str] = NVIDIA_DRIVER_MARKS) -> bool:
+    """Whether this machine runs an NVIDIA driver (CUDA needs one): its /proc entry or WSL's GPU device."""
+    return any(os.path.exists(mark) for mark in marks)
+
+
+def visible_gpus(env: Mapping[str, str] | None = None, *, driver: Callable[[], bool] = nvidia_driver_loaded) -> int:
     """GPUs this process can use: torch's CUDA device count (which honours CUDA_VISIBLE_DEVICES).
 
     A CPU build of torch, or a node whose devices are not real (the test cluster's fake GPUs), counts 0
-    even when Slurm set CUDA_VISIBLE_DEVICES; the launcher then plans CPU ranks.
+    even when Slurm set CUDA_VISIBLE_DEVICES; the launcher then plans CPU ranks. Without an NVIDIA driver
+    the count is 0 without asking torch, whose import (~1.3 s) every launched job would pay twice.
     """
-    import torch
-
     env = os.environ if env is None else env
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    count = 0
+    if driver():
+        import torch
+
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     listed = [d for d in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
     if listed and count == 0:
         get_logger("launch").info(
-            "CUDA_VISIBLE_DEVICES lists %d device(s) but torch sees no CUDA device; running on CPU",
+            "CUDA_VISIBLE_DEVICES lists %d device(s) but no CUDA device is usable; running on CPU",
             len(listed),
         )
     return count

@@ -54,11 +54,9 @@ from transformers import ResNetConfig, ResNetModel
 
 from caig.errors import ConfigError, InputError
 from caig.io import atomic_path, write_json
-from caig.launch.preemption import ResumableLoop, finish
 from caig.logs import get_logger, progress
 from caig.pretrain.products import read_catalog
 from caig.reward.model import open_image, to_rgb
-from caig.reward.train import read_pairs
 from caig.training import ScalarLog, configure_threads, harness_setting, stage_settings
 
 WEIGHTS_FILE = "ranker.safetensors"
@@ -618,6 +616,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, cfg: DictConfig) -> None:
+    # Imported here, not above: judges that only load a ranker (caig.reward.judging) skip transformers' Trainer.
+    from caig.launch.preemption import ResumableLoop, finish
+    from caig.reward.train import read_pairs
+
     settings = ranker_settings(cfg)
     opt = stage_settings(cfg, "baseline")
     configure_threads(cfg)

@@ -119,6 +119,18 @@ def test_slurm_gpus_that_torch_cannot_see_count_as_none():
     assert plan.mode == "single" and plan.gpus_per_node == 0
 
 
+def test_without_an_nvidia_driver_the_launcher_counts_no_gpu_and_never_imports_torch():
+    """Every launched job would otherwise import torch twice (here and in its rank): ~1.3 s each on CPU."""
+    probe = (
+        "import sys\n"
+        "from caig.launch.launcher import visible_gpus\n"
+        "count = visible_gpus({'CUDA_VISIBLE_DEVICES': '0,1'}, driver=lambda: False)\n"
+        "print(count, 'torch' in sys.modules)\n"
+    )
+    out = subprocess.run([PYTHON, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO).stdout
+    assert out.split() == ["0", "False"]
+
+
 def test_cli_passes_the_command_after_the_separator_untouched(capsys):
     from caig.cli import main
 
