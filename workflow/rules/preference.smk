@@ -7,9 +7,9 @@
 # Epoch 0 of a method is its initial model (`preference.init`: the pre-trained or the base model). Methods that
 # share it, and sample alike, share epoch 1's candidates and ads (same model, seeds and settings: the same
 # files), kept under start-<init>/; those that also judge alike with the same judge share its preference set,
-# under start-<init>-<judge>/ (common.smk: sample_folder, judge_folder); a method that differs gets its own
-# folder. From epoch 2 on every method has its own folder. Sample, render, judge and train run under
-# `caig launch`: one rank per GPU of the node (each handles every N-th product), one process on a CPU.
+# under start-<init>-<judge>/ (caig/plan.py: Plan.sample_folders, Plan.judge_folders); a method that differs
+# gets its own folder. From epoch 2 on every method has its own folder. Sample, render, judge and train run
+# under `caig launch`: one rank per GPU of the node (each handles every N-th product), one process on a CPU.
 # Sample, render and judge work in chunks of `preference.chunk_products` products kept in <output>.parts/, so a
 # killed attempt resumes at the first unfinished chunk (caig/generate/chunks.py). The chunk size is one of their
 # settings: where chunks cut a batch, floats can move in their last bits (the judge's probabilities on CPU).
@@ -99,7 +99,9 @@ rule judge:
     input:
         ads=judged_ads,
         catalog=rules.ingest.output.catalog,
-        reward_model=lambda wc: reward_model_dir(method_judge(run_method(wc.run))),
+        reward_model=lambda wc: reward_model_dir(
+            PLAN.method_judge(PLAN.run_method(wc.run))
+        ),
     output:
         preferences=f"{PREF}/{{run}}/epoch{{epoch}}/judge/preferences.parquet",
         summary=f"{PREF}/{{run}}/epoch{{epoch}}/judge/summary.json",

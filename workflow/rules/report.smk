@@ -36,8 +36,7 @@ rule training_curves:
         ],
         preference=[
             f"{PREF}/{method}/epoch{epoch}/train/train.json"
-            for method in METHODS
-            for epoch in range(1, method_epochs(method) + 1)
+            for method, epoch in PLAN.trained_epochs()
         ],
     output:
         figure=report(
