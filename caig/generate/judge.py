@@ -14,14 +14,17 @@ inspected and reused.
 
 ``caig judge --ads FILE --catalog FILE --reward-model DIR --out DIR`` writes ``preferences.parquet`` and
 ``summary.json``. It scores the pairs chunk by chunk and resumes after a kill at the first unfinished chunk
-(``caig.generate.chunks``); the preference set is chosen from all scored pairs at the end.
+(``caig.generate.chunks``); the preference set is chosen from all scored pairs at the end. Split across jobs,
+``--shard I-of-K`` scores shard I's chunks only and ``--gather SHARD...`` chooses the set from every shard's scored
+pairs, loading no reward model.
 """
 
 from __future__ import annotations
 
 import argparse
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +33,7 @@ import polars as pl
 from omegaconf import DictConfig
 
 from caig.errors import ConfigError, InputError
+from caig.generate.chunks import add_shard_options
 from caig.generate.products import ProductInput
 from caig.instruct import RM_QUESTIONS
 from caig.io import write_json, write_parquet
@@ -152,12 +156,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-root", type=Path, help="resolve relative image paths against this folder")
     parser.add_argument("--reward-model", type=Path, required=True, help="reward model directory")
     parser.add_argument("--epoch", type=int, required=True, help="epoch being judged (seeds the RM questions)")
-    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--out", type=Path, required=True, help="output folder (a shard's: its chunks)")
+    add_shard_options(parser)
 
 
 def run(args: argparse.Namespace, cfg: DictConfig) -> None:
     from caig.generate.chunks import (
-        ChunkStore, ChunkWork, chunk_products, parts_folder, plan_chunks, work_digest, work_through,
+        ChunkWork, chunk_products, parts_folder, plan_chunks, read_manifests, shard_of, shard_store, work_digest,
+        work_or_gather, work_ranks,
     )
     from caig.generate.sampling import load_products
     from caig.preference.render import read_candidates
@@ -177,23 +183,27 @@ def run(args: argparse.Namespace, cfg: DictConfig) -> None:
         missing = sorted(set(order) - set(products))
         raise InputError(f"ads name products not in the catalog, e.g. {missing[:3]}", file=args.ads)
     ads_dir = args.ads.parent
+    shard, manifests = shard_of(args), read_manifests(args)
     digest = work_digest(
         "judge",
         {"ads": ads_dir, "catalog": args.catalog, "reward_model": args.reward_model},
         cfg,
         ("seed", "preference.dtype", "preference.judge", "model.pair_image_size"),
-        epoch=args.epoch, ads_root=ads_dir.resolve(), image_root=args.image_root, ranks=world.size,
+        epoch=args.epoch, ads_root=ads_dir.resolve(), image_root=args.image_root, ranks=work_ranks(manifests, world),
     ) if world.is_main else ""
-    store = ChunkStore(parts_folder(args.out), digest, plan_chunks(order, chunk_products(cfg)))
-    reward_model = PairJudge(
-        args.reward_model,
-        dtype=str(cfg.preference.dtype),
-        device=local_device(),
-        pair_size=int(cfg.model.pair_image_size),
-        batch_size=int(settings.batch_size),
-    )
+    store = shard_store(parts_folder(args.out), digest, plan_chunks(order, chunk_products(cfg)), shard)
 
-    def score_share(ids: list[str]) -> ChunkWork:
+    def judge_work() -> Callable[[list[str]], ChunkWork]:
+        reward_model = PairJudge(
+            args.reward_model,
+            dtype=str(cfg.preference.dtype),
+            device=local_device(),
+            pair_size=int(cfg.model.pair_image_size),
+            batch_size=int(settings.batch_size),
+        )
+        return partial(score_share, reward_model)
+
+    def score_share(reward_model: PairJudge, ids: list[str]) -> ChunkWork:
         scored = score_candidate_pairs(
             reward_model,
             ads.filter(pl.col("product_id").is_in(ids)),
@@ -206,8 +216,7 @@ def run(args: argparse.Namespace, cfg: DictConfig) -> None:
         )
         return ChunkWork(scored)
 
-    work_through(store, world, score_share)
-    if not world.is_main:
+    if not work_or_gather(store, world, judge_work, out=args.out, shard=shard, manifests=manifests):
         return
     preferences, counts = judge(store.table(), float(settings.margin))
     write_parquet(preferences, args.out / "preferences.parquet")

@@ -11,14 +11,16 @@ the next attempt's seed, so a preference pair never compares a description with 
 ``caig sample --model DIR --catalog FILE --products FILE --role train|heldout --epoch E --out DIR``
 writes ``candidates.parquet`` (product_id, candidate, instruction_index, instruction, description, seed,
 attempt) and ``summary.json``. It samples the products chunk by chunk and resumes after a kill at the first
-unfinished chunk (``caig.generate.chunks``).
+unfinished chunk (``caig.generate.chunks``). Split across jobs, ``--shard I-of-K`` samples shard I's chunks only and
+``--gather SHARD...`` (the same options otherwise) assembles the output from the shards without loading the model.
 """
 
 from __future__ import annotations
 
 import argparse
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ from PIL import Image
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from caig.errors import ConfigError, InputError
+from caig.generate.chunks import add_shard_options
 from caig.generate.products import ProductInput
 from caig.instruct import PM_INSTRUCTIONS, f_instruct
 from caig.io import write_json, write_parquet
@@ -314,12 +317,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--products", type=Path, help="product sets (caig preference-products); default: all")
     parser.add_argument("--role", choices=("train", "heldout"), default="train", help="which product set")
     parser.add_argument("--epoch", type=int, required=True, help="the epoch these candidates train (seed stream)")
-    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--out", type=Path, required=True, help="output folder (a shard's: its chunks)")
+    add_shard_options(parser)
 
 
 def run(args: argparse.Namespace, cfg: DictConfig) -> None:
     from caig.generate.chunks import (
-        ChunkStore, ChunkWork, chunk_products, parts_folder, plan_chunks, work_digest, work_through,
+        ChunkWork, chunk_products, parts_folder, plan_chunks, read_manifests, shard_of, shard_store, work_digest,
+        work_or_gather, work_ranks,
     )
     from caig.models import load_llava
     from caig.preference.products import products_for
@@ -337,15 +342,19 @@ def run(args: argparse.Namespace, cfg: DictConfig) -> None:
     by_id = {p.product_id: p for p in products}
     chunks = plan_chunks([p.product_id for p in products], chunk_products(cfg))
     inputs = {"model": args.model, "catalog": args.catalog, **({"products": args.products} if args.products else {})}
+    shard, manifests = shard_of(args), read_manifests(args)
+    ranks = work_ranks(manifests, world)
     digest = work_digest(
         "sample", inputs, cfg, ("seed", "preference.dtype", "preference.sample"),
-        role=args.role, epoch=args.epoch, image_root=args.image_root, ranks=world.size,
+        role=args.role, epoch=args.epoch, image_root=args.image_root, ranks=ranks,
     ) if world.is_main else ""
-    store = ChunkStore(parts_folder(args.out), digest, chunks)
-    model, processor = load_llava(args.model, dtype=str(cfg.preference.dtype))
-    model = model.to(local_device())
+    store = shard_store(parts_folder(args.out), digest, chunks, shard)
 
-    def sample_share(ids: list[str]) -> ChunkWork:
+    def sample_work() -> Callable[[list[str]], ChunkWork]:
+        model, processor = load_llava(args.model, dtype=str(cfg.preference.dtype))
+        return partial(sample_share, model.to(local_device()), processor)
+
+    def sample_share(model: torch.nn.Module, processor: Any, ids: list[str]) -> ChunkWork:
         frame, counts = sample_candidates(
             model,
             processor,
@@ -363,12 +372,11 @@ def run(args: argparse.Namespace, cfg: DictConfig) -> None:
         )
         return ChunkWork(frame, counts)
 
-    work_through(store, world, sample_share)
-    if not world.is_main:
+    if not work_or_gather(store, world, sample_work, out=args.out, shard=shard, manifests=manifests):
         return
     frame, counts = store.table(), store.counts()
     write_parquet(frame, args.out / "candidates.parquet")
-    summary = {"epoch": args.epoch, "role": args.role, "model": str(args.model), "ranks": world.size, **counts}
+    summary = {"epoch": args.epoch, "role": args.role, "model": str(args.model), "ranks": ranks, **counts}
     write_json(summary, args.out / "summary.json")
     store.remove()
     log.info(

@@ -10,7 +10,9 @@ product id, so the pair differs only through its descriptions and the reward mod
 The products are rendered chunk by chunk into ``DIR.parts/ads/``, each chunk's record listing its images
 (``caig.generate.chunks``), so a killed attempt resumes at the first unfinished chunk. Under ``caig launch`` each
 rank renders every N-th product of a chunk. Once all chunks are finished, the images folder is moved (not copied)
-into ``DIR.partial`` beside the table, and that is renamed to DIR.
+into ``DIR.partial`` beside the table, and that is renamed to DIR. Split across jobs, ``--shard I-of-K`` renders
+shard I's chunks into its own folder, and ``--gather SHARD...`` moves every shard's images into ``DIR.parts/ads/``
+(one rename per image) and assembles DIR as above, loading no generator.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import argparse
 import os
 import shutil
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +31,7 @@ from omegaconf import DictConfig
 
 from caig.errors import ConfigError, InputError
 from caig.generate.backends import BackgroundGenerator, make_generator
+from caig.generate.chunks import add_shard_options
 from caig.generate.products import ProductInput
 from caig.io import write_parquet
 from caig.logs import get_logger, progress
@@ -122,12 +126,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--candidates", type=Path, required=True, help="candidates.parquet from caig sample")
     parser.add_argument("--catalog", type=Path, required=True, help="catalog (.parquet/.csv) or CAIG JSON")
     parser.add_argument("--image-root", type=Path, help="resolve relative image paths against this folder")
-    parser.add_argument("--out", type=Path, required=True, help="output folder (ads/ and ads.parquet)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder (ads/ and ads.parquet; a shard's chunks)")
+    add_shard_options(parser)
 
 
 def run(args: argparse.Namespace, cfg: DictConfig) -> None:
     from caig.generate.chunks import (
-        ChunkStore, ChunkWork, chunk_products, parts_folder, plan_chunks, work_digest, work_through,
+        ChunkWork, chunk_products, parts_folder, plan_chunks, read_manifests, shard_of, shard_store, work_digest,
+        work_or_gather, work_ranks,
     )
     from caig.preference.products import load_product_images
     from caig.preference.sharding import join_world
@@ -142,24 +148,26 @@ def run(args: argparse.Namespace, cfg: DictConfig) -> None:
     if missing:
         raise InputError(f"candidates name products not in the catalog, e.g. {missing[:3]}", file=args.candidates)
     seed_per = check_seed_per(cfg.preference.render.seed_per)
-    generator = make_generator(cfg)
     parts = parts_folder(args.out)
     staging = Path(f"{args.out}.partial")  # the assembled output, renamed to --out once complete
-    if world.is_main:
+    shard, manifests = shard_of(args), read_manifests(args)
+    if world.is_main and shard is None:
         _recover_images(staging, parts)
     digest = work_digest(
         "render", {"candidates": args.candidates, "catalog": args.catalog}, cfg,
-        ("seed", "preference.render", "generate"), image_root=args.image_root, ranks=world.size,
+        ("seed", "preference.render", "generate"), image_root=args.image_root, ranks=work_ranks(manifests, world),
     ) if world.is_main else ""
-    store = ChunkStore(parts, digest, plan_chunks(order, chunk_products(cfg)), files_dir=IMAGES_DIR)
+    store = shard_store(parts, digest, plan_chunks(order, chunk_products(cfg)), shard, files_dir=IMAGES_DIR)
 
-    def render_share(ids: list[str]) -> ChunkWork:
+    def render_work() -> Callable[[list[str]], ChunkWork]:
+        return partial(render_share, make_generator(cfg))
+
+    def render_share(generator: BackgroundGenerator, ids: list[str]) -> ChunkWork:
         mine = candidates.filter(pl.col("product_id").is_in(ids))
         table = render_candidates(generator, products, mine, parts, seeds=render_seeds(mine, seed_per, int(cfg.seed)))
         return ChunkWork(table, files={name: (parts / name).stat().st_size for name in table.get_column("image")})
 
-    work_through(store, world, render_share)
-    if not world.is_main:
+    if not work_or_gather(store, world, render_work, out=args.out, shard=shard, manifests=manifests):
         return
     table = store.table()
     shutil.rmtree(staging, ignore_errors=True)

@@ -190,6 +190,12 @@ def judged_ads(wildcards):
     return f"{PREF}/{run}/epoch{wildcards.epoch}/render"
 
 
+def shards(folder):
+    """The K shard folders of a scattered step's output folder (preference.smk's scattergather: generation),
+    its other wildcards left to the rule."""
+    return gather.generation(f"{folder}.shards/{{scatteritem}}", allow_missing=True)
+
+
 def preference_sets():
     """Every (method, epoch) preference set of the study, in table order (epoch 1 may be a shared file)."""
     return {(m, e): preference_set(m, e) for m, e in PLAN.trained_epochs()}

@@ -40,87 +40,229 @@ rule preference_products:
         "caig preference-products --catalog {input.catalog} --out {output.products} {params.overrides} 2> {log}"
 
 
-rule sample:
-    """The prompt model of epoch e-1 samples two distinct descriptions per training product."""
-    input:
-        model=previous_model,
-        catalog=rules.ingest.output.catalog,
-        products=rules.preference_products.output.products,
-    output:
-        candidates=f"{PREF}/{{run}}/epoch{{epoch}}/sample/candidates.parquet",
-        summary=f"{PREF}/{{run}}/epoch{{epoch}}/sample/summary.json",
-    log:
-        f"{LOGS}/sample/{{run}}/epoch{{epoch}}.log",
-    benchmark:
-        f"{BENCH}/sample/{{run}}/epoch{{epoch}}.tsv"
-    conda:
-        ENV
-    params:
-        out=parent_of("candidates"),
-        overrides=preference_overrides("sample"),
-        settings=settings_of(
-            preference_overrides("sample"),
-            *SAMPLE_SETTINGS,
-            "preference.chunk_products",
-        ),
-    shell:
-        "exec caig launch -- sample --model {input.model} --catalog {input.catalog} --products {input.products}"
-        " --role train"
-        " --epoch {wildcards.epoch} --out {params.out} {params.overrides} 2> {log}"
+# Split across jobs (docs/scaling.md, Option B): with K > 1 shards (config scatter.generation, or at run time
+# --set-scatter generation=K), `sample`, `render` and `judge` each run as K one-node jobs, shard I of K doing a
+# contiguous run of whole chunks in <output>.shards/I-of-K (so each shard resumes on its own and a failed one
+# reruns alone), and a CPU rule (sample_gather, render_gather, judge_gather) moves the shards' files into the
+# output and assembles it: the same bytes as one job (caig/generate/chunks.py). The shards are temp(): once
+# gathered they are removed, and a rerun of a gather whose output was deleted reruns its shards.
+scattergather:
+    generation=config["scatter"]["generation"],
 
 
-rule render:
-    """Each candidate description becomes an ad image (tiny: the world's renderer; paper: SD1.5 + ControlNet)."""
-    input:
-        candidates=rules.sample.output.candidates,
-        catalog=rules.ingest.output.catalog,
-    output:
-        ads=directory(f"{PREF}/{{run}}/epoch{{epoch}}/render"),
-    log:
-        f"{LOGS}/render/{{run}}/epoch{{epoch}}.log",
-    benchmark:
-        f"{BENCH}/render/{{run}}/epoch{{epoch}}.tsv"
-    conda:
-        ENV
-    params:
-        overrides=preference_overrides("render"),
-        settings=settings_of(
-            preference_overrides("render"),
-            *RENDER_SETTINGS,
-            "preference.chunk_products",
-        ),
-    shell:
-        "exec caig launch -- render --candidates {input.candidates} --catalog {input.catalog} --out {output.ads}"
-        " {params.overrides} 2> {log}"
+SHARDS = len(gather.generation("{scatteritem}"))
+SAMPLE_DIR = f"{PREF}/{{run}}/epoch{{epoch}}/sample"
+RENDER_DIR = f"{PREF}/{{run}}/epoch{{epoch}}/render"
+JUDGE_DIR = f"{PREF}/{{run}}/epoch{{epoch}}/judge"
+SAMPLE_ARGS = (
+    "--model {input.model} --catalog {input.catalog} --products {input.products} --role train"
+    " --epoch {wildcards.epoch}"
+)
+RENDER_ARGS = "--candidates {input.candidates} --catalog {input.catalog}"
+JUDGE_ARGS = (
+    "--ads {input.ads}/ads.parquet --catalog {input.catalog} --reward-model {input.reward_model}"
+    " --epoch {wildcards.epoch}"
+)
+SAMPLE_INPUTS = dict(
+    model=previous_model,
+    catalog=rules.ingest.output.catalog,
+    products=rules.preference_products.output.products,
+)
+RENDER_INPUTS = dict(
+    candidates=f"{SAMPLE_DIR}/candidates.parquet",
+    catalog=rules.ingest.output.catalog,
+)
+JUDGE_INPUTS = dict(
+    ads=judged_ads,
+    catalog=rules.ingest.output.catalog,
+    reward_model=lambda wc: reward_model_dir(
+        PLAN.method_judge(PLAN.run_method(wc.run))
+    ),
+)
+SAMPLE_PARAMS = dict(
+    overrides=preference_overrides("sample"),
+    settings=settings_of(
+        preference_overrides("sample"), *SAMPLE_SETTINGS, "preference.chunk_products"
+    ),
+)
+RENDER_PARAMS = dict(
+    overrides=preference_overrides("render"),
+    settings=settings_of(
+        preference_overrides("render"), *RENDER_SETTINGS, "preference.chunk_products"
+    ),
+)
+JUDGE_PARAMS = dict(
+    overrides=preference_overrides("judge"),
+    settings=settings_of(
+        preference_overrides("judge"), *JUDGE_SETTINGS, "preference.chunk_products"
+    ),
+)
 
 
-rule judge:
-    """The frozen reward model scores each product's two ads (both orders): the epoch's preference set."""
-    input:
-        ads=judged_ads,
-        catalog=rules.ingest.output.catalog,
-        reward_model=lambda wc: reward_model_dir(
-            PLAN.method_judge(PLAN.run_method(wc.run))
-        ),
-    output:
-        preferences=f"{PREF}/{{run}}/epoch{{epoch}}/judge/preferences.parquet",
-        summary=f"{PREF}/{{run}}/epoch{{epoch}}/judge/summary.json",
-    log:
-        f"{LOGS}/judge/{{run}}/epoch{{epoch}}.log",
-    benchmark:
-        f"{BENCH}/judge/{{run}}/epoch{{epoch}}.tsv"
-    conda:
-        ENV
-    params:
-        out=parent_of("preferences"),
-        overrides=preference_overrides("judge"),
-        settings=settings_of(
-            preference_overrides("judge"), *JUDGE_SETTINGS, "preference.chunk_products"
-        ),
-    shell:
-        "exec caig launch -- judge --ads {input.ads}/ads.parquet --catalog {input.catalog}"
-        " --reward-model {input.reward_model}"
-        " --epoch {wildcards.epoch} --out {params.out} {params.overrides} 2> {log}"
+if SHARDS == 1:
+
+    rule sample:
+        """The prompt model of epoch e-1 samples two distinct descriptions per training product."""
+        input:
+            **SAMPLE_INPUTS,
+        output:
+            candidates=f"{SAMPLE_DIR}/candidates.parquet",
+            summary=f"{SAMPLE_DIR}/summary.json",
+        log:
+            f"{LOGS}/sample/{{run}}/epoch{{epoch}}.log",
+        benchmark:
+            f"{BENCH}/sample/{{run}}/epoch{{epoch}}.tsv"
+        conda:
+            ENV
+        params:
+            **SAMPLE_PARAMS,
+            out=parent_of("candidates"),
+        shell:
+            f"exec caig launch -- sample {SAMPLE_ARGS} --out {{params.out}} {{params.overrides}} 2> {{log}}"
+
+    rule render:
+        """Each candidate description becomes an ad image (tiny: the world's renderer; paper: SD1.5 + ControlNet)."""
+        input:
+            **RENDER_INPUTS,
+        output:
+            ads=directory(RENDER_DIR),
+        log:
+            f"{LOGS}/render/{{run}}/epoch{{epoch}}.log",
+        benchmark:
+            f"{BENCH}/render/{{run}}/epoch{{epoch}}.tsv"
+        conda:
+            ENV
+        params:
+            **RENDER_PARAMS,
+        shell:
+            f"exec caig launch -- render {RENDER_ARGS} --out {{output.ads}} {{params.overrides}} 2> {{log}}"
+
+    rule judge:
+        """The frozen reward model scores each product's two ads (both orders): the epoch's preference set."""
+        input:
+            **JUDGE_INPUTS,
+        output:
+            preferences=f"{JUDGE_DIR}/preferences.parquet",
+            summary=f"{JUDGE_DIR}/summary.json",
+        log:
+            f"{LOGS}/judge/{{run}}/epoch{{epoch}}.log",
+        benchmark:
+            f"{BENCH}/judge/{{run}}/epoch{{epoch}}.tsv"
+        conda:
+            ENV
+        params:
+            **JUDGE_PARAMS,
+            out=parent_of("preferences"),
+        shell:
+            f"exec caig launch -- judge {JUDGE_ARGS} --out {{params.out}} {{params.overrides}} 2> {{log}}"
+
+else:
+
+    rule sample:
+        """Shard I of K of an epoch's sampling: its run of whole chunks (the GPU work; sample_gather joins them)."""
+        input:
+            **SAMPLE_INPUTS,
+        output:
+            shard=temp(directory(f"{SAMPLE_DIR}.shards/{{scatteritem}}")),
+        log:
+            f"{LOGS}/sample/{{run}}/epoch{{epoch}}-{{scatteritem}}.log",
+        benchmark:
+            f"{BENCH}/sample/{{run}}/epoch{{epoch}}-{{scatteritem}}.tsv"
+        conda:
+            ENV
+        params:
+            **SAMPLE_PARAMS,
+        shell:
+            f"exec caig launch -- sample {SAMPLE_ARGS} --shard {{wildcards.scatteritem}} --out {{output.shard}}"
+            " {params.overrides} 2> {log}"
+
+    rule sample_gather:
+        """The epoch's candidates from its K sampling shards (one CPU process; loads no model)."""
+        input:
+            **SAMPLE_INPUTS,
+            shards=shards(SAMPLE_DIR),
+        output:
+            candidates=f"{SAMPLE_DIR}/candidates.parquet",
+            summary=f"{SAMPLE_DIR}/summary.json",
+        log:
+            f"{LOGS}/sample/{{run}}/epoch{{epoch}}.log",
+        conda:
+            ENV
+        params:
+            **SAMPLE_PARAMS,
+            out=parent_of("candidates"),
+        shell:
+            f"caig sample {SAMPLE_ARGS} --gather {{input.shards}} --out {{params.out}} {{params.overrides}} 2> {{log}}"
+
+    rule render:
+        """Shard I of K of an epoch's rendering: the ads of its run of whole chunks (render_gather joins them)."""
+        input:
+            **RENDER_INPUTS,
+        output:
+            shard=temp(directory(f"{RENDER_DIR}.shards/{{scatteritem}}")),
+        log:
+            f"{LOGS}/render/{{run}}/epoch{{epoch}}-{{scatteritem}}.log",
+        benchmark:
+            f"{BENCH}/render/{{run}}/epoch{{epoch}}-{{scatteritem}}.tsv"
+        conda:
+            ENV
+        params:
+            **RENDER_PARAMS,
+        shell:
+            f"exec caig launch -- render {RENDER_ARGS} --shard {{wildcards.scatteritem}} --out {{output.shard}}"
+            " {params.overrides} 2> {log}"
+
+    rule render_gather:
+        """The epoch's ads from its K render shards: every image moved (renamed), never copied."""
+        input:
+            **RENDER_INPUTS,
+            shards=shards(RENDER_DIR),
+        output:
+            ads=directory(RENDER_DIR),
+        log:
+            f"{LOGS}/render/{{run}}/epoch{{epoch}}.log",
+        conda:
+            ENV
+        params:
+            **RENDER_PARAMS,
+        shell:
+            f"caig render {RENDER_ARGS} --gather {{input.shards}} --out {{output.ads}} {{params.overrides}} 2> {{log}}"
+
+    rule judge:
+        """Shard I of K of an epoch's judging: the RM's scores of its run of whole chunks (judge_gather joins them)."""
+        input:
+            **JUDGE_INPUTS,
+        output:
+            shard=temp(directory(f"{JUDGE_DIR}.shards/{{scatteritem}}")),
+        log:
+            f"{LOGS}/judge/{{run}}/epoch{{epoch}}-{{scatteritem}}.log",
+        benchmark:
+            f"{BENCH}/judge/{{run}}/epoch{{epoch}}-{{scatteritem}}.tsv"
+        conda:
+            ENV
+        params:
+            **JUDGE_PARAMS,
+        shell:
+            f"exec caig launch -- judge {JUDGE_ARGS} --shard {{wildcards.scatteritem}} --out {{output.shard}}"
+            " {params.overrides} 2> {log}"
+
+    rule judge_gather:
+        """The epoch's preference set from the scores of its K judge shards (one CPU process; loads no RM)."""
+        input:
+            **JUDGE_INPUTS,
+            shards=shards(JUDGE_DIR),
+        output:
+            preferences=f"{JUDGE_DIR}/preferences.parquet",
+            summary=f"{JUDGE_DIR}/summary.json",
+        log:
+            f"{LOGS}/judge/{{run}}/epoch{{epoch}}.log",
+        conda:
+            ENV
+        params:
+            **JUDGE_PARAMS,
+            out=parent_of("preferences"),
+        shell:
+            f"caig judge {JUDGE_ARGS} --gather {{input.shards}} --out {{params.out}} {{params.overrides}} 2> {{log}}"
 
 
 rule preference_train:
