@@ -119,6 +119,12 @@ class Plan:
         text = json.dumps(chosen, sort_keys=True, default=str)
         return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
+    def job_threads(self, command: str) -> int:
+        """Cores a job of ``command`` takes on a local run (the rule's `threads`): its preset's
+        ``train.job_threads[command]``, else 1 (``train.torch_threads`` then sets torch's threads)."""
+        composed = self.composed(self.stage_overrides(command))
+        return int((node_at(composed, "train.job_threads") or {}).get(command, 1))
+
     # ------------------------------------------------------------------------------------ models
     @functools.cached_property
     def vision_pretrain(self) -> bool:
@@ -159,8 +165,17 @@ class Plan:
         return [(m, e) for m in self.methods for e in range(1, self.method_epochs(m) + 1)]
 
     def evaluated_epochs(self) -> list[tuple[str, int]]:
-        """Every (method, epoch >= 0) the match-rate evaluation covers, in table order."""
-        return [(m, e) for m in self.methods for e in range(self.method_epochs(m) + 1)]
+        """Every (method, epoch >= 0) the match-rate evaluation covers, in table order: each epoch, or epochs 0
+        and N where the method's preference.evaluate_epochs is `last`."""
+        pairs = []
+        for method in self.methods:
+            last = self.method_epochs(method)
+            which = self.method_settings(method)["evaluate_epochs"]
+            if which not in ("all", "last"):
+                raise ValueError(f"preference.evaluate_epochs of method {method}: {which!r}; expected 'all' or 'last'")
+            every = which == "all"
+            pairs += [(method, epoch) for epoch in (range(last + 1) if every else sorted({0, last}))]
+        return pairs
 
     # ------------------------------------------------------------------------------------ shared folders
     def _init_run(self, method: str) -> str:

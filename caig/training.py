@@ -254,9 +254,18 @@ def world_size_from_env() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def configure_threads(cfg: DictConfig | Mapping[str, Any]) -> None:
-    """CPU threads per rank from ``train.torch_threads`` (0 keeps torch's default)."""
-    threads = int(harness_setting(cfg, "torch_threads"))
+def job_threads(cfg: DictConfig | Mapping[str, Any], command: str | None = None) -> int:
+    """CPU threads per rank of a `caig` command: ``train.job_threads[command]`` where the preset names the
+    command (the workflow reserves as many cores for its job), else ``train.torch_threads`` (0: torch's default)."""
+    per_command = cfg["train"].get("job_threads") or {}
+    if command is not None and command in per_command:
+        return int(per_command[command])
+    return int(harness_setting(cfg, "torch_threads"))
+
+
+def configure_threads(cfg: DictConfig | Mapping[str, Any], command: str | None = None) -> None:
+    """Set the CPU threads per rank of ``command`` (job_threads); 0 keeps torch's default."""
+    threads = job_threads(cfg, command)
     if threads > 0:
         os.environ["OMP_NUM_THREADS"] = str(threads)  # accelerate resets torch's threads unless this is set
         torch.set_num_threads(threads)
@@ -401,13 +410,13 @@ class ScalarLog:
 
 
 # ---------------------------------------------------------------------------------------------- running
-def start(cfg: DictConfig | Mapping[str, Any]) -> None:
+def start(cfg: DictConfig | Mapping[str, Any], command: str | None = None) -> None:
     """Common start of a training command: join the launcher's process group, seed, set CPU threads."""
     from transformers import set_seed
 
     init_distributed()
     set_seed(int(harness_setting(cfg, "seed")))
-    configure_threads(cfg)
+    configure_threads(cfg, command)
 
 
 @contextlib.contextmanager

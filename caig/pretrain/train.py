@@ -55,7 +55,7 @@ def model_dtype(cfg: DictConfig) -> str:
 
 
 def run(args: argparse.Namespace, cfg: DictConfig) -> None:
-    start(cfg)
+    start(cfg, "pretrain")
     records = read_records(args.data)
     # TrainingArguments first: under ZeRO-3 it makes from_pretrained load the weights already partitioned
     training_args = training_arguments(cfg, "pretrain", args.out, hidden_size=text_hidden_size(args.base))

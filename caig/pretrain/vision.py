@@ -439,7 +439,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, cfg: DictConfig) -> None:
     settings = VisionPretrainSettings.from_config(cfg.model)
-    configure_threads(cfg)
+    configure_threads(cfg, "vision-pretrain")
     split = PairConfig.from_config(cfg.data.pairs)
     model, processor = load_llava(args.model)
     products = load_catalog_products(args.catalog)

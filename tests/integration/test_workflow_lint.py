@@ -124,7 +124,8 @@ def test_a_method_that_judges_differently_shares_the_candidates_but_judges_and_e
     assert "preference=pcpo_no_textual " in epoch0[f"{match}/start-pretrained/epoch0"]
     assert f"--baseline {match}/dpo/epoch0" in commands[f"{match}/dpo/epoch1"]
     assert f"--baseline {match}/pcpo/epoch0" in commands[f"{match}/pcpo/epoch1"]
-    assert f"--baseline {match}/start-pretrained/epoch0" in commands[f"{match}/pcpo_no_visual/epoch1"]
+    assert f"--baseline {match}/start-pretrained/epoch0" in commands[f"{match}/pcpo_no_visual/epoch2"]
+    assert f"{match}/pcpo_no_visual/epoch1" not in commands  # the 2-epoch rows evaluate epochs 0 and 2 only
     samples = {
         re.search(r"preference/([\w-]+)/epoch1/sample", line)[1]
         for line in text.splitlines()

@@ -179,3 +179,15 @@ def test_a_settings_digest_follows_exactly_the_nodes_a_command_reads():
 def test_an_unshared_start_folder_names_itself():
     with pytest.raises(ValueError, match="start-pretrained-vam"):
         plan_of(preference={"methods": ["pcpo"]}).run_method("start-pretrained-vam")
+
+
+def test_rows_that_evaluate_the_last_epoch_only_skip_the_epochs_between(monkeypatch: pytest.MonkeyPatch):
+    plan = plan_of()
+    evaluated = plan.evaluated_epochs()
+    assert [e for m, e in evaluated if m == "pcpo"] == [0, 1, 2, 3, 4, 5]
+    assert [e for m, e in evaluated if m == "pcpo_no_visual"] == [0, 2]
+    assert len(plan.trained_epochs()) == 5 + 5 + 5 * 2  # every epoch still trains
+    assert [e for m, e in plan_of(preference={"epochs": 1}).evaluated_epochs() if m == "pcpo_vam_rm"] == [0, 1]
+    monkeypatch.setattr(plan, "method_settings", lambda method: {"epochs": 2, "evaluate_epochs": "every"})
+    with pytest.raises(ValueError, match="evaluate_epochs of method dpo: 'every'"):
+        plan.evaluated_epochs()

@@ -73,8 +73,10 @@ if VISION_PRETRAIN:
             f"{LOGS}/vision_pretrain.log",
         benchmark:
             f"{BENCH}/vision_pretrain.tsv"
+        priority: 10  # on the critical path: before the jobs that could run beside it
         conda:
             ENV
+        threads: PLAN.job_threads("vision-pretrain")
         params:
             overrides=stage_overrides("vision-pretrain"),
             settings=settings_of(
@@ -82,6 +84,7 @@ if VISION_PRETRAIN:
                 "model",
                 "generate",
                 "train.torch_threads",
+                "train.job_threads",
                 "train.report_to",
                 "data.pairs.test_fraction",
                 "data.pairs.seed",
@@ -105,8 +108,10 @@ rule pretrain:
         f"{LOGS}/pretrain.log",
     benchmark:
         f"{BENCH}/pretrain.tsv"
+    priority: 10  # on the critical path: before the jobs that could run beside it
     conda:
         ENV
+    threads: PLAN.job_threads("pretrain")
     params:
         overrides=stage_overrides("pretrain"),
         settings=settings_of(
