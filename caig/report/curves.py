@@ -118,7 +118,8 @@ def curves_figure(runs: Sequence[tuple[RunName, Path]], tag: str = DEFAULT_TAG) 
                 xs, ys = zip(*epoch_axis(segments))
             else:
                 xs, ys = zip(*segments[None])
-            ax.plot(xs, ys, label=line, linewidth=1.2)
+            # a run with few logged points (a 1-epoch RM row logs one) would be an invisible line without markers
+            ax.plot(xs, ys, label=line, linewidth=1.2, marker="o" if len(xs) < 5 else None, markersize=3)
         if by_epoch:
             epochs = max(name.epoch for name, _ in runs if name.panel == panel)
             for boundary in range(1, epochs):

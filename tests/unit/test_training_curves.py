@@ -63,3 +63,15 @@ def test_bad_run_names_and_mixed_panels_are_refused(tmp_path):
         "--out", str(tmp_path / "x.png"),
     ])
     assert code == 2 and not (tmp_path / "x.png").exists()
+
+
+def test_a_run_of_one_logged_point_is_drawn_with_a_marker(tmp_path):
+    from caig.report.curves import curves_figure
+
+    write_events(tmp_path / "a" / "model", [(20, 6.9)])  # a 1-epoch generative RM row logs one point
+    write_events(tmp_path / "f" / "model", [(step, 0.7 - step / 1000) for step in range(20, 160, 20)])
+    fig = curves_figure([(RunName("reward model", "a_base"), tmp_path / "a" / "model"),
+                         (RunName("reward model", "f_full"), tmp_path / "f" / "model")])
+    one, many = fig.axes[0].get_lines()
+    assert one.get_marker() == "o" and list(one.get_ydata()) == [pytest.approx(6.9)]
+    assert many.get_marker() in (None, "None", "")
